@@ -1,0 +1,243 @@
+"""Hub plumbing shared by every rsgan_hub network.
+
+`HubModel` is `torch.nn.Module` + huggingface_hub's `PyTorchModelHubMixin` with three changes a
+user can rely on:
+
+* loading is strict: a folder of another model class, missing weights or mismatched shapes raise
+  `ModelLoadError` naming what is wrong (the mixin's default is a silent `strict=False` load);
+* `config.json` also records `model_class`, so the wrong class is caught before any weight is read;
+* `save_pretrained` writes a real model card (YAML metadata, usage, architecture, intended use,
+  limitations, and - when given - training details, `model-index` metrics and a sample image).
+
+Weights are always `model.safetensors`; nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import safetensors.torch
+import torch
+from huggingface_hub import EvalResult, ModelCard, ModelCardData, PyTorchModelHubMixin, constants, hf_hub_download
+from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
+
+from ..io import atomic_dir
+
+REPO_URL = "https://github.com/rsgan-hub/rsgan_hub"  # placeholder until the project has a public home
+LICENSE = "apache-2.0"
+LIBRARY_NAME = "rsgan_hub"
+
+
+class ModelLoadError(RuntimeError):
+    """A model folder or repo cannot be loaded as the requested class."""
+
+
+MODEL_CARD_TEMPLATE = """---
+{{ card_data }}
+---
+
+# {{ title }}
+
+{{ summary }}
+
+## How to use
+
+```python
+# pip install "rsgan_hub @ git+{{ repo_url }}"
+from rsgan_hub import {{ class_name }}
+
+model = {{ class_name }}.from_pretrained("{{ repo_id }}")  # a Hub repo id or a local folder
+{{ usage }}
+```
+
+From the command line: `{{ cli_usage }}`
+
+## Architecture
+
+{{ architecture }}
+
+Pixel values are in [-1, 1] (RGB), as everywhere in rsgan_hub.
+
+## Intended use and limitations
+
+{{ intended_use }}
+
+Synthetic or translated imagery is **not ground truth**: it can invent buildings, roads and water
+that do not exist, and it inherits the biases and geography of its training data. Do not use it
+for mapping, navigation, disaster response or any decision about real places without checking
+against real imagery.
+{% if training %}
+## Training
+
+{{ training }}
+{% endif %}{% if metrics_table %}
+## Evaluation
+
+{{ metrics_table }}
+{% endif %}{% if sample_image %}
+## Samples
+
+![samples]({{ sample_image }})
+{% endif %}
+Code: {{ repo_url }}
+"""
+
+
+class HubModel(torch.nn.Module, PyTorchModelHubMixin, library_name=LIBRARY_NAME, license=LICENSE,
+               repo_url=REPO_URL, tags=["remote-sensing", "gan"], model_card_template=MODEL_CARD_TEMPLATE):
+    """Base class: strict, class-checked loading and rsgan_hub model cards."""
+
+    # Filled in by subclasses for the model card.
+    card_title = "rsgan_hub model"
+    card_summary = ""
+    card_usage = ""
+    card_cli_usage = ""
+    card_intended_use = ""
+
+    # ---- saving -------------------------------------------------------------------------------
+    def _save_pretrained(self, save_directory: Path) -> None:
+        safetensors.torch.save_model(self, str(Path(save_directory) / constants.SAFETENSORS_SINGLE_FILE))
+        config = dict(self._hub_mixin_config or {})
+        config["model_class"] = type(self).__name__
+        (Path(save_directory) / constants.CONFIG_NAME).write_text(json.dumps(config, sort_keys=True, indent=2))
+
+    def save_pretrained(self, save_directory: str | Path, **kwargs: Any) -> str | None:
+        """Save `model.safetensors`, `config.json` and `README.md` atomically.
+
+        `model_card_kwargs` may hold `training` (markdown), `metrics` (dict name -> value),
+        `dataset` (id), `dataset_split`, `sample_image` (a file name inside the folder, e.g. a grid
+        copied there first) and `repo_id` (for the usage snippet). An existing folder is replaced
+        only once the new one is complete.
+        """
+        save_directory = Path(save_directory)
+        push = kwargs.pop("push_to_hub", False)
+        with atomic_dir(save_directory) as tmp:
+            if save_directory.is_dir():  # keep extra files (sample grids, logs) already there
+                shutil.copytree(save_directory, tmp, dirs_exist_ok=True)
+                (tmp / "README.md").unlink(missing_ok=True)
+            super().save_pretrained(tmp, **kwargs)
+        if push:
+            return self.push_to_hub(kwargs.get("repo_id") or save_directory.name,
+                                    model_card_kwargs=kwargs.get("model_card_kwargs"))
+        return None
+
+    def generate_model_card(self, *args: Any, **kwargs: Any) -> ModelCard:
+        data = ModelCardData(**self._hub_mixin_info.model_card_data.to_dict())
+        metrics = kwargs.pop("metrics", None) or {}
+        dataset = kwargs.pop("dataset", None)
+        split = kwargs.pop("dataset_split", "test")
+        repo_id = kwargs.pop("repo_id", None) or f"user/{self.default_repo_name()}"
+        if dataset:
+            data.datasets = [dataset]
+        if metrics:
+            data.model_name = repo_id.split("/")[-1]
+            data.eval_results = [
+                EvalResult(task_type=data.pipeline_tag or "image-generation", dataset_type=dataset or "custom",
+                           dataset_name=dataset or "custom", dataset_split=split, metric_type=name,
+                           metric_name=name, metric_value=float(value))
+                for name, value in metrics.items()
+            ]
+        table = ""
+        if metrics:
+            rows = "\n".join(f"| {k} | {float(v):.4g} |" for k, v in metrics.items())
+            table = f"Measured on `{dataset or 'custom'}` ({split} split).\n\n| metric | value |\n|---|---|\n{rows}"
+        return ModelCard.from_template(
+            card_data=data,
+            template_str=self._hub_mixin_info.model_card_template,
+            repo_url=self._hub_mixin_info.repo_url,
+            title=kwargs.pop("title", self.card_title),
+            summary=self.card_summary,
+            class_name=type(self).__name__,
+            repo_id=repo_id,
+            usage=self.card_usage,
+            cli_usage=self.card_cli_usage.format(repo_id=repo_id),
+            architecture=self.architecture_summary(),
+            intended_use=self.card_intended_use,
+            metrics_table=table,
+            **kwargs,
+        )
+
+    def default_repo_name(self) -> str:
+        return "rs-model"
+
+    def architecture_summary(self) -> str:
+        """Markdown: the config and parameter count."""
+        config = dict(self._hub_mixin_config or {})
+        params = sum(p.numel() for p in self.parameters())
+        lines = [f"`{type(self).__name__}`, {params / 1e6:.2f} M parameters. Configuration:", ""]
+        lines += [f"- `{k}`: `{json.dumps(v)}`" for k, v in sorted(config.items())]
+        return "\n".join(lines)
+
+    # ---- loading ------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs: Any):
+        """Load from a local folder or a Hub repo id; raises `ModelLoadError` with the reason."""
+        model_id = str(pretrained_model_name_or_path)
+        config = _read_config(model_id, kwargs)
+        found = config.pop("model_class", None)
+        if found is not None and found != cls.__name__:
+            raise ModelLoadError(f"{model_id} holds a {found}, not a {cls.__name__}")
+        unknown = set(config) - set(cls._hub_mixin_init_parameters)
+        if unknown:
+            raise ModelLoadError(f"{model_id}: config.json has arguments {cls.__name__} does not take: "
+                                 f"{sorted(unknown)}")
+        kwargs.setdefault("strict", True)
+        try:
+            return super().from_pretrained(model_id, **kwargs)
+        except ModelLoadError:
+            raise
+        except (EntryNotFoundError, LocalEntryNotFoundError, FileNotFoundError) as err:
+            raise ModelLoadError(f"{model_id}: no model.safetensors found ({type(err).__name__})") from err
+        except RuntimeError as err:  # load_state_dict: missing/unexpected keys, shape mismatch
+            first = str(err).strip().splitlines()
+            raise ModelLoadError(f"{model_id}: weights do not fit {cls.__name__}: "
+                                 f"{' '.join(s.strip() for s in first[:4])}") from err
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, revision: str | None, cache_dir: str | Path | None,
+                         force_download: bool, local_files_only: bool, token: str | bool | None,
+                         map_location: str = "cpu", strict: bool = True, **model_kwargs: Any):
+        """Build the model from its config and load `model.safetensors` (never a pickle)."""
+        model = cls(**model_kwargs)
+        if os.path.isdir(model_id):
+            model_file = os.path.join(model_id, constants.SAFETENSORS_SINGLE_FILE)
+        else:
+            model_file = hf_hub_download(model_id, constants.SAFETENSORS_SINGLE_FILE, revision=revision,
+                                         cache_dir=cache_dir, force_download=force_download, token=token,
+                                         local_files_only=local_files_only)
+        if not os.path.isfile(model_file):
+            raise ModelLoadError(f"no weights file {model_file}")
+        safetensors.torch.load_model(model, model_file, strict=strict, device=map_location)
+        return model.eval()
+
+
+def _read_config(model_id: str, kwargs: dict) -> dict:
+    """config.json of a folder or repo id, or a `ModelLoadError`."""
+    if os.path.isdir(model_id):
+        path = os.path.join(model_id, constants.CONFIG_NAME)
+        if not os.path.isfile(path):
+            raise ModelLoadError(f"{model_id} has no config.json: not a saved rsgan_hub model")
+    elif os.path.exists(model_id):
+        raise ModelLoadError(f"{model_id} is a file; pass the model folder (with config.json and model.safetensors)")
+    else:
+        if model_id.count("/") > 1 or model_id.startswith((".", "/")):
+            raise ModelLoadError(f"{model_id}: no such folder")
+        try:
+            path = hf_hub_download(model_id, constants.CONFIG_NAME, revision=kwargs.get("revision"),
+                                   cache_dir=kwargs.get("cache_dir"), token=kwargs.get("token"),
+                                   local_files_only=kwargs.get("local_files_only", False))
+        except (HfHubHTTPError, LocalEntryNotFoundError, EntryNotFoundError, ValueError, OSError) as err:
+            raise ModelLoadError(f"{model_id}: not a local folder, and not loadable from the Hub "
+                                 f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from err
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, json.JSONDecodeError) as err:
+        raise ModelLoadError(f"{model_id}: unreadable config.json ({err})") from err
+    if not isinstance(config, dict):
+        raise ModelLoadError(f"{model_id}: config.json is not a JSON object")
+    return config

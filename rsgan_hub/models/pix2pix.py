@@ -1,0 +1,175 @@
+"""pix2pix for satellite <-> map translation (Isola et al. 2017, "Image-to-Image Translation with
+Conditional Adversarial Networks"): a U-Net generator and a 70x70 PatchGAN discriminator.
+
+The eval-mode trap, and how this module avoids it: the reference implementation trains with batch
+norm at batch size 1, so in `eval()` (what `from_pretrained` returns) batch norm switches from the
+image's own statistics to running averages and the maps get visibly worse. Here every
+normalisation layer is instance norm *without running statistics*, so train and eval mode compute
+the same function apart from dropout. Dropout (0.5 in the three innermost decoder blocks)
+regularises training only; samples - during training and after loading - are drawn in eval mode,
+so a loaded generator reproduces exactly what training showed. Images are RGB in [-1, 1].
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .hub import HubModel
+
+
+def init_weights(module: nn.Module) -> None:
+    """pix2pix init: conv weights ~ N(0, 0.02), norm scales ~ N(1, 0.02), biases 0."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.InstanceNorm2d) and m.affine:
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+def _norm(channels: int) -> nn.Module:
+    # track_running_stats=False: identical statistics in train and eval mode (see module docstring).
+    return nn.InstanceNorm2d(channels, affine=True, track_running_stats=False)
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Pad (B, C, H, W) on the bottom/right to multiples of `multiple`: reflect where the image is
+    large enough, replicate otherwise. Returns the padded tensor and the original (H, W)."""
+    h, w = x.shape[-2:]
+    pad_h, pad_w = -h % multiple, -w % multiple
+    if pad_h or pad_w:
+        mode = "reflect" if pad_h < h and pad_w < w else "replicate"
+        x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+    return x, (h, w)
+
+
+class Pix2PixGenerator(HubModel, tags=["pix2pix"], pipeline_tag="image-to-image"):
+    """U-Net: (B, in_channels, H, W) in [-1, 1] -> (B, out_channels, H, W) in [-1, 1], any H, W.
+
+    Args:
+        in_channels / out_channels: image channels.
+        base_channels: width of the first encoder block; widths double up to 8x base.
+        num_downs: encoder blocks; 8 takes 256 px down to 1x1 as in the paper. Inputs are padded
+            to a multiple of 2**num_downs and cropped back.
+        dropout: dropout in the three innermost decoder blocks (training only).
+        direction: "sat2map", "map2sat" or "" - recorded so tools can check the task.
+    """
+
+    card_title = "rsgan_hub pix2pix translator"
+    card_summary = "A pix2pix U-Net that translates between satellite imagery and map renderings, tile by tile or whole scenes."
+    card_usage = ("from rsgan_hub import translate_image\n"
+                  "from PIL import Image\n"
+                  "out = translate_image(model, Image.open('scene.png'))  # same size as the input")
+    card_cli_usage = "rsgan translate scene.tif --model {repo_id} --out map.tif"
+    card_intended_use = ("Research and illustration: drafting map renderings from imagery, or plausible imagery "
+                         "from maps, e.g. to augment paired training sets.")
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        out_channels: int = 3,
+        base_channels: int = 64,
+        num_downs: int = 8,
+        dropout: float = 0.5,
+        direction: str = "",
+    ):
+        super().__init__()
+        if num_downs < 5:
+            raise ValueError("num_downs must be >= 5")
+        if direction not in ("", "sat2map", "map2sat"):
+            raise ValueError(f"direction must be 'sat2map', 'map2sat' or '', got {direction!r}")
+        self.num_downs, self.direction = num_downs, direction
+        widths = [min(base_channels * 2**i, base_channels * 8) for i in range(num_downs)]
+        # Encoder: Conv(4, s2) -> IN -> LeakyReLU(0.2); no norm on the first and innermost blocks
+        # (the innermost output is 1x1 at 256 px, where instance norm would zero it).
+        self.down = nn.ModuleList()
+        c_in = in_channels
+        for i, c_out in enumerate(widths):
+            layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=i in (0, num_downs - 1))]
+            if 0 < i < num_downs - 1:
+                layers.append(_norm(c_out))
+            layers.append(nn.LeakyReLU(0.2))
+            self.down.append(nn.Sequential(*layers))
+            c_in = c_out
+        # Decoder: ConvT(4, s2) -> IN -> [Dropout] -> ReLU, concatenating the mirrored encoder output.
+        self.up = nn.ModuleList()
+        for i in reversed(range(1, num_downs)):
+            c_skip_in = widths[i] if i == num_downs - 1 else widths[i] * 2
+            layers = [nn.ConvTranspose2d(c_skip_in, widths[i - 1], 4, 2, 1, bias=False), _norm(widths[i - 1])]
+            if i >= num_downs - 3 and dropout > 0:  # the three innermost decoder blocks
+                layers.append(nn.Dropout(dropout))
+            layers.append(nn.ReLU())
+            self.up.append(nn.Sequential(*layers))
+        self.to_image = nn.Sequential(nn.ConvTranspose2d(widths[0] * 2, out_channels, 4, 2, 1), nn.Tanh())
+        init_weights(self)
+
+    @property
+    def multiple(self) -> int:
+        """Input sides are padded to a multiple of this."""
+        return 2**self.num_downs
+
+    def default_repo_name(self) -> str:
+        return f"rs-pix2pix-{self.direction}" if self.direction else "rs-pix2pix"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x, (h, w) = pad_to_multiple(x, self.multiple)
+        skips = []
+        for block in self.down:  # 256 -> 128 -> ... -> 1 (at a 256 px input)
+            x = block(x)
+            skips.append(x)
+        x = skips.pop()
+        for block in self.up:  # 1 -> 2 -> ... -> 128, each concatenated with its encoder twin
+            x = torch.cat([block(x), skips.pop()], dim=1)
+        return self.to_image(x)[..., :h, :w]
+
+
+class PatchDiscriminator(HubModel, tags=["pix2pix"], pipeline_tag="image-classification"):
+    """PatchGAN: concatenated (input, output) pair -> a grid of real/fake logits.
+
+    With `num_layers=3` each logit sees a 70x70 patch. Call `output_shape(h, w)` for the grid size
+    instead of recomputing it.
+
+    Args:
+        in_channels: channels of input + output together (6 for RGB -> RGB).
+        base_channels: width of the first convolution; doubles per layer up to 8x.
+        num_layers: stride-2 layers after the first (3 -> 70x70 receptive field).
+    """
+
+    card_title = "rsgan_hub PatchGAN discriminator"
+    card_summary = "The 70x70 PatchGAN discriminator of an rsgan_hub pix2pix model, saved to resume or fine-tune training."
+    card_usage = "logits = model(torch.cat([source, target], dim=1))  # (B, 1, h, w)"
+    card_cli_usage = "accelerate launch train/pix2pix.py --help"
+    card_intended_use = "Resuming or fine-tuning pix2pix training."
+
+    def __init__(self, in_channels: int = 6, base_channels: int = 64, num_layers: int = 3):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, base_channels, 4, 2, 1), nn.LeakyReLU(0.2)]
+        c_in = base_channels
+        for i in range(1, num_layers + 1):
+            c_out = base_channels * min(2**i, 8)
+            stride = 2 if i < num_layers else 1
+            layers += [nn.Conv2d(c_in, c_out, 4, stride, 1, bias=False), _norm(c_out), nn.LeakyReLU(0.2)]
+            c_in = c_out
+        layers.append(nn.Conv2d(c_in, 1, 4, 1, 1))
+        self.model = nn.Sequential(*layers)
+        self.num_layers = num_layers
+        init_weights(self)
+
+    def default_repo_name(self) -> str:
+        return "rs-pix2pix-discriminator"
+
+    def output_shape(self, height: int, width: int) -> tuple[int, int]:
+        """Logit grid size for an input of height x width."""
+        for m in self.model:
+            if isinstance(m, nn.Conv2d):
+                k, s, p = m.kernel_size[0], m.stride[0], m.padding[0]
+                height, width = (height + 2 * p - k) // s + 1, (width + 2 * p - k) // s + 1
+        return height, width
+
+    def forward(self, pair: torch.Tensor) -> torch.Tensor:
+        """pair: (B, in_channels, H, W) -> logits (B, 1, *output_shape(H, W))."""
+        return self.model(pair)
