@@ -1,0 +1,376 @@
+"""rsgan_hub's Gradio Space: satellite-scene generation with a DCGAN (Radford et al. 2016) and
+satellite <-> map translation of whole scenes with pix2pix (Isola et al. 2017), in the browser.
+
+`python app.py` loads three models once at start - the DCGAN generator and the two pix2pix
+generators - from `pretrained/` (or from the folders / Hub repo ids in RSGAN_DCGAN_MODEL,
+RSGAN_SAT2MAP_MODEL, RSGAN_MAP2SAT_MODEL, or the matching flags). A model that cannot be found is
+replaced by a small freshly initialised network and the page says so. This file is UI only: the
+predict functions below take their seeds as arguments, run under `torch.inference_mode()` and call
+`rsgan_hub.pipelines`; every one has an `api_name`, so `gradio_client` can drive the Space.
+Bad input raises `gr.Error` with one line; uploads are limited in bytes (by Gradio, before they
+are stored) and in pixels (from the file header, before they are decoded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gradio as gr
+import torch
+from gradio.utils import get_upload_folder
+from huggingface_hub import ModelCard
+from PIL import Image
+
+from rsgan_hub import DCGANGenerator, ModelLoadError, Pix2PixGenerator, generate_images, make_grid
+from rsgan_hub.geo import is_tiff, open_scene
+from rsgan_hub.pipelines import check_translator, latent_walk, translate_file, translate_image
+
+HERE = Path(__file__).resolve().parent
+MAX_IMAGES = 64  # per /generate call
+MAX_FRAMES = 48  # per latent walk
+MAX_SEED = 2**31 - 1
+MAX_PIXELS = 4096 * 4096  # per uploaded scene; about a minute per megapixel with the full pix2pix on CPU
+MAX_FILE_SIZE = "100mb"
+PREVIEW_SIDE = 1024  # side of the on-page comparison; downloads keep full resolution
+DIRECTIONS = {"sat2map": "Satellite → Map", "map2sat": "Map → Satellite"}
+MODEL_SLOTS = {  # slot -> (environment variable, folder in pretrained/, what the page calls it)
+    "dcgan": ("RSGAN_DCGAN_MODEL", "dcgan", "Scene generator (DCGAN)"),
+    "sat2map": ("RSGAN_SAT2MAP_MODEL", "sat2map", "Satellite → Map (pix2pix)"),
+    "map2sat": ("RSGAN_MAP2SAT_MODEL", "map2sat", "Map → Satellite (pix2pix)"),
+}
+
+
+# ---- models: loaded once, at start --------------------------------------------------------------
+@dataclass
+class Models:
+    dcgan: DCGANGenerator
+    sat2map: Pix2PixGenerator
+    map2sat: Pix2PixGenerator
+    sources: dict[str, str | None] = field(default_factory=dict)  # slot -> folder or repo id; None: untrained
+
+    @property
+    def untrained(self) -> list[str]:
+        return [slot for slot in MODEL_SLOTS if self.sources.get(slot) is None]
+
+    @property
+    def notice(self) -> str:
+        if not self.untrained:
+            return ""
+        names = ", ".join(MODEL_SLOTS[s][2] for s in self.untrained)
+        return (f"⚠️ **No trained weights found for: {names}.** These run on freshly initialised networks, "
+                "so their output is noise. Point `RSGAN_DCGAN_MODEL`, `RSGAN_SAT2MAP_MODEL` or "
+                "`RSGAN_MAP2SAT_MODEL` at a saved model folder or Hub repo id, or add `pretrained/`.")
+
+
+def fresh_model(slot: str) -> torch.nn.Module:
+    """A small untrained network, so the app starts (fast) before any weights exist."""
+    if slot == "dcgan":
+        return DCGANGenerator(image_size=128, channels=[256, 128, 64, 32, 16]).eval()
+    return Pix2PixGenerator(base_channels=16, direction=slot).eval()
+
+
+def load_models(dcgan: str | None = None, sat2map: str | None = None, map2sat: str | None = None) -> Models:
+    """Load each model from its argument, else its environment variable, else `pretrained/<slot>`;
+    fall back to a fresh network only when none of these is given or exists. A model that is named
+    but fails to load raises `ModelLoadError`: a typo must not start a demo that shows noise."""
+    given = {"dcgan": dcgan, "sat2map": sat2map, "map2sat": map2sat}
+    loaded, sources = {}, {}
+    for slot, (env, folder, _) in MODEL_SLOTS.items():
+        source = given[slot] or os.environ.get(env)
+        if not source and (HERE / "pretrained" / folder / "config.json").is_file():
+            source = str(HERE / "pretrained" / folder)
+        sources[slot] = source or None
+        if not source:
+            loaded[slot] = fresh_model(slot)
+            continue
+        loaded[slot] = (DCGANGenerator if slot == "dcgan" else Pix2PixGenerator).from_pretrained(source)
+        if slot != "dcgan":
+            check_translator(loaded[slot], slot)  # a sat2map model in the map2sat slot fails here
+    return Models(**loaded, sources=sources)
+
+
+def model_card(models: Models, slot: str) -> str:
+    """Markdown for the About tab: where the model came from, then its card without the YAML header."""
+    model, source = getattr(models, slot), models.sources[slot]
+    card = None
+    if source is None:
+        where = "nowhere - a freshly initialised, untrained network"
+    elif os.path.isdir(source):
+        where = f"the folder `{source}`"
+        card_file = Path(source) / "README.md"
+        card = ModelCard.load(card_file).text if card_file.is_file() else None
+    else:
+        where = f"the Hub repo [`{source}`](https://huggingface.co/{source})"
+        try:
+            card = ModelCard.load(source).text
+        except OSError:  # offline, or a repo without a card: fall back to the generated card
+            card = None
+    card = card or model.generate_model_card().text
+    return f"**Loaded from {where}.**\n\n{card}"
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+def user_errors(fn):
+    """Turn expected failures into a one-line `gr.Error` (never a stack trace for the user)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except (ValueError, OSError, ModelLoadError, Image.DecompressionBombError) as err:
+            message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise gr.Error(message, print_exception=False) from err
+
+    return wrapper
+
+
+def output_dir() -> Path:
+    """A new folder in Gradio's upload cache for one request's files: Gradio serves them from
+    there without copying, and `delete_cache` removes them."""
+    root = Path(get_upload_folder()) / "rsgan"
+    root.mkdir(parents=True, exist_ok=True)
+    for old in root.iterdir():  # folders whose files delete_cache already removed
+        if old.is_dir():
+            try:
+                old.rmdir()
+            except OSError:
+                pass
+    return Path(tempfile.mkdtemp(dir=root))
+
+
+def check_int(value, name: str, low: int, high: int) -> int:
+    if value is None or float(value) != int(value) or not low <= int(value) <= high:
+        raise gr.Error(f"{name} must be a whole number from {low} to {high}, got {value}")
+    return int(value)
+
+
+def check_truncation(value) -> float | None:
+    """0 or empty means no truncation."""
+    if value in (None, "", 0):
+        return None
+    if not 0 < float(value) <= 10:
+        raise gr.Error(f"truncation must be between 0 (off) and 10, got {value}")
+    return float(value)
+
+
+def preview(image: Image.Image) -> Image.Image:
+    """A copy no larger than PREVIEW_SIDE for the page."""
+    small = image.copy()
+    small.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
+    return small
+
+
+# ---- predict functions --------------------------------------------------------------------------
+@user_errors
+@torch.inference_mode()
+def generate(models: Models, class_name: str | None, num_images: int, seed: int, truncation: float | None):
+    """Scenes with seeds seed, seed + 1, ... -> (gallery, grid image, zip of the PNGs)."""
+    num_images = check_int(num_images, "number of images", 1, MAX_IMAGES)
+    seed = check_int(seed, "seed", 0, MAX_SEED)
+    images = generate_images(models.dcgan, num_images, seed, class_name or None, check_truncation(truncation))
+    grid = make_grid(images, columns=min(8, len(images)))
+    name = (f"scenes_{class_name}_seed{seed}" if class_name else f"scenes_seed{seed}").replace(" ", "_")
+    out = output_dir() / f"{name}.zip"
+    with zipfile.ZipFile(out, "w") as archive:
+        for i, image in enumerate(images):
+            with archive.open(f"{name}/seed{seed + i}.png", "w") as f:
+                image.save(f, format="PNG")
+    gallery = [(image, f"seed {seed + i}") for i, image in enumerate(images)]
+    return gallery, grid, str(out)
+
+
+@user_errors
+@torch.inference_mode()
+def explore(models: Models, class_name: str | None, seed_a: int, seed_b: int, num_frames: int,
+            truncation: float | None):
+    """Latent walk from seed_a to seed_b -> (animated GIF file, strip of the frames)."""
+    seed_a, seed_b = check_int(seed_a, "seed A", 0, MAX_SEED), check_int(seed_b, "seed B", 0, MAX_SEED)
+    num_frames = check_int(num_frames, "number of frames", 2, MAX_FRAMES)
+    frames = latent_walk(models.dcgan, seed_a, seed_b, num_frames, class_name or None, check_truncation(truncation))
+    gif = output_dir() / f"walk_seed{seed_a}_to_{seed_b}.gif"
+    loop = frames + frames[-2:0:-1]  # there and back, so the animation loops without a jump
+    loop[0].save(gif, save_all=True, append_images=loop[1:], duration=120, loop=0)
+    return str(gif), make_grid(frames, columns=len(frames))
+
+
+@user_errors
+@torch.inference_mode()
+def translate(models: Models, image: str | None, direction: str, progress=gr.Progress()):
+    """Whole-scene translation of an uploaded image -> the translated file, full resolution: a
+    GeoTIFF with the upload's georeferencing when the upload was a (Geo)TIFF, else a PNG."""
+    if not image:
+        raise gr.Error("upload an image first")
+    if direction not in DIRECTIONS:
+        raise gr.Error(f"direction must be 'sat2map' or 'map2sat', got {direction!r}")
+    path = Path(image)
+    suffix = ".tif" if is_tiff(path) else ".png"
+    out = output_dir() / f"{path.stem}_{'map' if direction == 'sat2map' else 'satellite'}{suffix}"
+    # translate_file checks the pixel count from the header before decoding anything.
+    translate_file(getattr(models, direction), path, out, direction, max_pixels=MAX_PIXELS,
+                   progress=lambda done, total: progress((done, total), desc="translating", unit="tiles"))
+    return str(out)
+
+
+def read_rgb(path: str) -> Image.Image:
+    """Any image the app accepts (PNG / JPEG / GeoTIFF) as an RGB image, within the pixel limit."""
+    with open_scene(path, max_pixels=MAX_PIXELS) as scene:
+        return Image.fromarray(scene.read_rows(0, scene.height))
+
+
+@user_errors
+def compare(image: str | None, translated: str | None):
+    """(upload, translated file) -> (slider pair, upload preview, result preview, downloads): the
+    downloads are the translated file and, for a GeoTIFF, a PNG of the same pixels."""
+    if not image or not translated:
+        raise gr.Error("nothing to compare yet: translate an image first")
+    before, after = read_rgb(image), read_rgb(translated)
+    downloads = [translated]
+    if is_tiff(Path(translated)):
+        downloads.append(str(output_dir() / f"{Path(translated).stem}.png"))
+        after.save(downloads[-1])
+    small_before, small_after = preview(before), preview(after)
+    return (small_before, small_after), small_before, small_after, downloads
+
+
+@user_errors
+@torch.inference_mode()
+def scene_to_map(models: Models, class_name: str | None, seed: int, truncation: float | None):
+    """One generated scene and its map -> (scene, map)."""
+    seed = check_int(seed, "seed", 0, MAX_SEED)
+    scene = generate_images(models.dcgan, 1, seed, class_name or None, check_truncation(truncation))[0]
+    return scene, translate_image(models.sat2map, scene)
+
+
+def pick_seed(seed: int, randomize: bool) -> int:
+    """A fresh random seed when the box is ticked, else the seed as it is."""
+    return int(torch.randint(0, MAX_SEED, ()).item()) if randomize else seed
+
+
+# ---- the page -----------------------------------------------------------------------------------
+def build_demo(models: Models) -> gr.Blocks:
+    classes = models.dcgan.class_names
+    conditional = bool(models.dcgan.num_classes)
+    examples = sorted(str(p) for p in (HERE / "examples").glob("*.png"))
+    run = dict(concurrency_id="models")  # every model call shares one concurrency limit (CPU-bound)
+
+    def class_picker():
+        return gr.Dropdown(choices=classes, value=classes[0] if conditional else None, label="Scene class",
+                           visible=conditional, allow_custom_value=False)
+
+    with gr.Blocks(title="rsgan_hub", delete_cache=(600, 3600)) as demo:
+        gr.Markdown("# rsgan_hub\nSynthetic satellite scenes (DCGAN) and satellite ⇄ map translation of "
+                    "whole scenes (pix2pix). Generated or translated imagery is **not ground truth**.")
+        if models.notice:
+            gr.Markdown(models.notice, elem_id="untrained-notice")
+        with gr.Tab("Generate"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    gen_class = class_picker()
+                    gen_n = gr.Slider(1, MAX_IMAGES, value=16, step=1, label="Number of images")
+                    with gr.Row():
+                        gen_seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
+                        gen_random = gr.Checkbox(False, label="Randomise seed")
+                    gen_trunc = gr.Slider(0, 3, value=0, step=0.1, label="Truncation (0 = off; lower = more typical)")
+                    gen_button = gr.Button("Generate", variant="primary", elem_id="generate-button")
+                with gr.Column(scale=2):
+                    gen_gallery = gr.Gallery(label="Scenes (image i uses seed + i)", columns=6, format="png",
+                                             elem_id="generate-gallery")
+                    gen_grid = gr.Image(label="Grid", type="pil", format="png")
+                    gen_zip = gr.File(label="All PNGs (zip)", elem_id="generate-zip")
+            gen_button.click(pick_seed, [gen_seed, gen_random], gen_seed, api_name="pick_seed", queue=False).then(
+                functools.partial(generate, models), [gen_class, gen_n, gen_seed, gen_trunc],
+                [gen_gallery, gen_grid, gen_zip], api_name="generate", **run)
+        with gr.Tab("Explore"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    walk_class = class_picker()
+                    walk_a = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="From seed")
+                    walk_b = gr.Number(1, precision=0, minimum=0, maximum=MAX_SEED, label="To seed")
+                    walk_n = gr.Slider(2, MAX_FRAMES, value=16, step=1, label="Frames")
+                    walk_trunc = gr.Slider(0, 3, value=0, step=0.1, label="Truncation (0 = off)")
+                    walk_button = gr.Button("Walk", variant="primary", elem_id="walk-button")
+                with gr.Column(scale=2):
+                    walk_gif = gr.Image(label="Latent walk", type="filepath", format="gif", elem_id="walk-gif")
+                    walk_strip = gr.Image(label="Frames", type="pil", format="png")
+            walk_button.click(functools.partial(explore, models), [walk_class, walk_a, walk_b, walk_n, walk_trunc],
+                              [walk_gif, walk_strip], api_name="explore", **run)
+        with gr.Tab("Satellite ⇄ Map"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    tr_direction = gr.Radio([(label, key) for key, label in DIRECTIONS.items()], value="sat2map",
+                                            label="Direction")
+                    tr_upload = gr.File(label=f"Scene: PNG, JPEG or GeoTIFF, up to {MAX_PIXELS / 1e6:.1f} megapixels",
+                                        file_types=["image", ".tif", ".tiff"], type="filepath",
+                                        elem_id="translate-upload")
+                    tr_button = gr.Button("Translate", variant="primary", elem_id="translate-button")
+                    if examples:
+                        gr.Examples([[p, "sat2map" if "scene" in Path(p).name else "map2sat"] for p in examples],
+                                    [tr_upload, tr_direction], label="Examples (drawn by code, not real places)")
+                with gr.Column(scale=2):
+                    with gr.Tab("Slider"):
+                        tr_slider = gr.ImageSlider(label="Input | translation", type="pil", format="png",
+                                                   elem_id="translate-slider")
+                    with gr.Tab("Side by side"):
+                        with gr.Row():
+                            tr_before = gr.Image(label="Input", type="pil", format="png")
+                            tr_after = gr.Image(label="Translation", type="pil", format="png")
+                    tr_file = gr.File(visible=False)  # /translate's result; the page shows tr_downloads
+                    tr_downloads = gr.File(label="Download, full resolution (PNG; GeoTIFF + PNG for a GeoTIFF)",
+                                           file_count="multiple", elem_id="translate-downloads")
+            tr_button.click(functools.partial(translate, models), [tr_upload, tr_direction], tr_file,
+                            api_name="translate", **run).success(
+                compare, [tr_upload, tr_file], [tr_slider, tr_before, tr_after, tr_downloads],
+                api_name="compare", **run)
+        with gr.Tab("Scene + map"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    sm_class = class_picker()
+                    with gr.Row():
+                        sm_seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
+                        sm_random = gr.Checkbox(True, label="Randomise seed")
+                    sm_trunc = gr.Slider(0, 3, value=0, step=0.1, label="Truncation (0 = off)")
+                    sm_button = gr.Button("Generate scene and map", variant="primary")
+                sm_scene = gr.Image(label="Generated scene", type="pil", format="png")
+                sm_map = gr.Image(label="Its map", type="pil", format="png")
+            sm_button.click(pick_seed, [sm_seed, sm_random], sm_seed, api_name="pick_seed_1", queue=False).then(
+                functools.partial(scene_to_map, models), [sm_class, sm_seed, sm_trunc], [sm_scene, sm_map],
+                api_name="scene_to_map", **run)
+        with gr.Tab("About"):
+            for slot in MODEL_SLOTS:
+                with gr.Accordion(MODEL_SLOTS[slot][2], open=False):
+                    gr.Markdown(model_card(models, slot))
+    return demo
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="rsgan_hub's Gradio app.")
+    for slot, (env, folder, _) in MODEL_SLOTS.items():
+        p.add_argument(f"--{slot}", default=None, help=f"model folder or Hub repo id (default: ${env}, "
+                                                       f"else pretrained/{folder}, else an untrained network)")
+    p.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1; $GRADIO_SERVER_NAME)")
+    p.add_argument("--port", type=int, default=None, help="port (default 7860 or the next free one)")
+    p.add_argument("--concurrency", type=int, default=2, help="model calls running at once (default 2)")
+    p.add_argument("--queue-size", type=int, default=64, help="requests waiting at most (default 64)")
+    p.add_argument("--max-pixels", type=int, default=MAX_PIXELS, help=f"largest upload in pixels (default {MAX_PIXELS})")
+    p.add_argument("--max-file-size", default=MAX_FILE_SIZE, type=lambda v: int(v) if v.isdigit() else v,
+                   help=f"largest upload: bytes, or with a unit like 20mb (default {MAX_FILE_SIZE})")
+    return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    args = parse_args()
+    MAX_PIXELS = args.max_pixels  # read by the predict functions at call time
+    demo = build_demo(load_models(args.dcgan, args.sat2map, args.map2sat))
+    demo.queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size)
+    # No allowed_paths: Gradio serves only its own upload / cache folders and the page's assets.
+    demo.launch(server_name=args.host, server_port=args.port, max_file_size=args.max_file_size,
+                footer_links=["api", "gradio"])

@@ -1,0 +1,120 @@
+"""Training throughput: our step beside a plain baseline step, same networks, data and batch size.
+
+The baseline trains the way the reference scripts do: fp32, contiguous (NCHW) tensors. Ours is
+what `train/dcgan.py` and `train/pix2pix.py` do under `accelerate launch --mixed_precision bf16`:
+bf16 autocast and channels_last (oneDNN's fast bf16 convolutions on AVX512-BF16/AMX CPUs). The two
+step functions are otherwise the same D step + G step, and rounds alternate between them, so load
+from other processes hits both alike. Networks: the seed DCGAN at 128² (batch 64) and the paper's
+pix2pix at 256² (batch 1). The last line printed is one JSON object:
+
+    python bench/train_throughput.py            # about 5-10 minutes on a 2-core CPU
+    python bench/train_throughput.py --quick    # smaller batches, fewer rounds: a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+
+from rsgan_hub.losses import bce_discriminator_loss, bce_generator_loss, l1_loss
+from rsgan_hub.models import DCGANDiscriminator, DCGANGenerator, PatchDiscriminator, Pix2PixGenerator
+
+
+class Trainer:
+    """One GAN (G, D, two Adams) and one training step, fp32/NCHW or bf16/channels_last."""
+
+    def __init__(self, kind: str, fast: bool, seed: int = 0):
+        torch.manual_seed(seed)  # the same initial weights for both
+        self.kind, self.fast = kind, fast
+        if kind == "dcgan":
+            self.generator, self.discriminator = DCGANGenerator(), DCGANDiscriminator()
+        else:
+            self.generator, self.discriminator = Pix2PixGenerator(), PatchDiscriminator()
+        self.memory_format = torch.channels_last if fast else torch.contiguous_format
+        for model in (self.generator, self.discriminator):
+            model.train().to(memory_format=self.memory_format)
+        self.optimizer_g = torch.optim.Adam(self.generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        self.optimizer_d = torch.optim.Adam(self.discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
+
+    def autocast(self):
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.fast)
+
+    def step(self, batch: tuple[torch.Tensor, ...]) -> None:
+        batch = [x.contiguous(memory_format=self.memory_format) if x.dim() == 4 else x for x in batch]
+        if self.kind == "dcgan":
+            real, z = batch
+            with self.autocast():
+                fake = self.generator(z)
+                loss_d = bce_discriminator_loss(self.discriminator(real), self.discriminator(fake.detach()))
+            self.optimizer_d.zero_grad()
+            loss_d.backward()
+            self.optimizer_d.step()
+            with self.autocast():
+                loss_g = bce_generator_loss(self.discriminator(fake))
+        else:
+            source, target = batch
+            with self.autocast():
+                fake = self.generator(source)
+                loss_d = 0.5 * bce_discriminator_loss(self.discriminator(torch.cat([source, target], 1)),
+                                                      self.discriminator(torch.cat([source, fake.detach()], 1)))
+            self.optimizer_d.zero_grad()
+            loss_d.backward()
+            self.optimizer_d.step()
+            with self.autocast():
+                loss_g = bce_generator_loss(self.discriminator(torch.cat([source, fake], 1))) + 100 * l1_loss(fake, target)
+        self.optimizer_g.zero_grad()
+        loss_g.backward()
+        self.optimizer_g.step()
+
+
+def measure(kind: str, batch_size: int, rounds: int, steps_per_round: int) -> tuple[float, float]:
+    """Images/s of (baseline, ours), alternating rounds; medians over rounds."""
+    generator = torch.Generator().manual_seed(0)
+    if kind == "dcgan":
+        batch = (torch.rand(batch_size, 3, 128, 128, generator=generator) * 2 - 1,
+                 torch.randn(batch_size, 100, generator=generator))
+    else:
+        batch = tuple(torch.rand(batch_size, 3, 256, 256, generator=generator) * 2 - 1 for _ in range(2))
+    trainers = {"baseline": Trainer(kind, fast=False), "ours": Trainer(kind, fast=True)}
+    for trainer in trainers.values():  # warm-up: oneDNN primitive creation, allocator
+        trainer.step(batch)
+    rates = {name: [] for name in trainers}
+    for r in range(rounds):
+        for name, trainer in trainers.items():
+            start = time.perf_counter()
+            for _ in range(steps_per_round):
+                trainer.step(batch)
+            rates[name].append(batch_size * steps_per_round / (time.perf_counter() - start))
+        print(f"  {kind} round {r + 1}/{rounds}: baseline {rates['baseline'][-1]:.2f} img/s, "
+              f"ours {rates['ours'][-1]:.2f} img/s", flush=True)
+    return statistics.median(rates["baseline"]), statistics.median(rates["ours"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="DCGAN batch 16, 2 rounds: a smoke run")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating timed rounds per model")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rounds = 2 if args.quick else args.rounds
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"oneDNN bf16: {torch.backends.mkldnn.is_available()}", flush=True)
+    dcgan = measure("dcgan", batch_size=16 if args.quick else 64, rounds=rounds, steps_per_round=1)
+    pix2pix = measure("pix2pix", batch_size=1, rounds=rounds, steps_per_round=2 if args.quick else 8)
+    result = {
+        "dcgan_img_s_baseline": round(dcgan[0], 3), "dcgan_img_s": round(dcgan[1], 3),
+        "dcgan_speedup": round(dcgan[1] / dcgan[0], 3),
+        "pix2pix_img_s_baseline": round(pix2pix[0], 3), "pix2pix_img_s": round(pix2pix[1], 3),
+        "pix2pix_speedup": round(pix2pix[1] / pix2pix[0], 3),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""`rsgan translate`: satellite <-> map translation of a whole image or GeoTIFF scene with pix2pix."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..geo import DEFAULT_MAX_PIXELS
+
+
+def _bands(text: str) -> list[int]:
+    try:
+        return [int(b) for b in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--bands takes comma-separated band numbers, got {text!r}") from None
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("translate", help="translate a satellite image to a map or back with a pix2pix generator",
+                       description="Translate INPUT (PNG, JPEG, TIFF or GeoTIFF, any size) tile by tile with smooth "
+                                   "blending; a GeoTIFF input gives a GeoTIFF output with the same CRS, transform and "
+                                   "size. The output format follows --out's suffix; it is written atomically.")
+    p.add_argument("input", help="input image (.png, .jpg, .tif, ...)")
+    p.add_argument("--model", required=True, help="a saved Pix2PixGenerator folder or a Hub repo id")
+    p.add_argument("--out", required=True, help="output file: .png, .jpg, .tif or .tiff")
+    p.add_argument("--direction", choices=["sat2map", "map2sat"], default=None,
+                   help="the task you expect; refused if the model was trained for the other one")
+    p.add_argument("--tile", type=int, default=256, help="tile side in pixels (default 256)")
+    p.add_argument("--overlap", type=int, default=64, help="pixels shared by neighbouring tiles (default 64)")
+    p.add_argument("--batch-size", type=int, default=8, help="tiles per forward pass (default 8)")
+    p.add_argument("--bands", type=_bands, default=None,
+                   help="raster bands to use as R,G,B (1-based; default 1,2,3) or one band as grey")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                   help=f"refuse larger inputs, checked before decoding (default {DEFAULT_MAX_PIXELS:,})")
+    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                   help="auto: bfloat16 where the CPU supports it, else fp32")
+    return p
+
+
+def run(args: argparse.Namespace) -> None:
+    from tqdm.auto import tqdm
+
+    from ..models import Pix2PixGenerator
+    from ..pipelines import translate_file
+
+    generator = Pix2PixGenerator.from_pretrained(args.model)
+    with tqdm(unit="tile", desc="translate", disable=None, leave=False) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        out = translate_file(generator, args.input, args.out, direction=args.direction, tile=args.tile,
+                             overlap=args.overlap, batch_size=args.batch_size, bands=args.bands,
+                             max_pixels=args.max_pixels, progress=progress, precision=args.precision)
+    print(f"wrote {out} ({bar.total} tiles)")

@@ -1,0 +1,113 @@
+"""Whole-scene translation by overlapping tiles, the overlap-tile strategy of the U-Net paper
+(Ronneberger et al. 2015, "U-Net: Convolutional Networks for Biomedical Image Segmentation")
+applied to a pix2pix generator, with smooth blending so that no tile grid shows.
+
+Tiles of `tile` x `tile` pixels start every `tile - overlap` pixels; the last tile of a row or
+column is moved back to end exactly at the image border, so no side needs to be a multiple of the
+tile (an image smaller than a tile is one tile, which the generator reflect-pads and crops back).
+Where two tiles overlap, each output pixel is a weighted mean of both predictions; a tile's weight
+rises as sin^2 across the overlap with its neighbour and is 1 elsewhere, so neighbouring weights sum
+to one and the blend is smooth. Pixels covered by a single tile are that tile's prediction exactly.
+
+Memory is bounded by one row of tiles: the scene is read, translated and emitted one strip at a
+time (`translate_rows`), so a 7424 x 7424 scene needs about `tile * width * 4 * 8` bytes of
+accumulators on top of the model, whatever its height.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+
+# (B, 3, th, tw) float32 in [-1, 1] -> same shape; see pipelines.translate_image.
+TileFunction = Callable[[torch.Tensor], torch.Tensor]
+# (y0, y1) -> (y1 - y0, width, 3) uint8 rows of the input.
+RowReader = Callable[[int, int], np.ndarray]
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of the tiles along one axis of `length` pixels."""
+    if length <= tile:
+        return [0]
+    stride = tile - overlap
+    count = math.ceil((length - overlap) / stride)
+    return [min(i * stride, length - tile) for i in range(count)]
+
+
+def axis_weights(starts: list[int], tile: int) -> np.ndarray:
+    """(len(starts), tile) blending weights along one axis: sin^2 ramps across each overlap."""
+    weights = np.ones((len(starts), tile), dtype=np.float64)
+    for i in range(len(starts) - 1):
+        width = starts[i] + tile - starts[i + 1]  # overlap with the next tile (0 if they only touch)
+        if width > 0:
+            ramp = np.sin(0.5 * np.pi * (np.arange(width) + 0.5) / width) ** 2  # (0, 1), never 0
+            weights[i + 1, :width] *= ramp
+            weights[i, tile - width:] *= ramp[::-1]
+    return weights.astype(np.float32)
+
+
+def count_tiles(height: int, width: int, tile: int = 256, overlap: int = 64) -> int:
+    """How many tiles `translate_rows` runs for an image of height x width."""
+    return len(tile_starts(height, tile, overlap)) * len(tile_starts(width, tile, overlap))
+
+
+def check_tiling(tile: int, overlap: int, batch_size: int) -> None:
+    if tile < 32 or tile % 32:
+        raise ValueError(f"tile must be a multiple of 32 and >= 32, got {tile}")
+    if not 0 <= overlap <= tile // 2:
+        raise ValueError(f"overlap must be between 0 and tile / 2 = {tile // 2}, got {overlap}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+
+
+def translate_rows(
+    model: TileFunction,
+    height: int,
+    width: int,
+    read_rows: RowReader,
+    tile: int = 256,
+    overlap: int = 64,
+    batch_size: int = 8,
+    progress: Callable[[int, int], None] | None = None,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Translate a height x width scene strip by strip; yields (y0, rows) with rows a
+    (n, width, 3) uint8 array, top to bottom, covering every row exactly once."""
+    check_tiling(tile, overlap, batch_size)
+    th, tw = min(tile, height), min(tile, width)
+    ys, xs = tile_starts(height, tile, overlap), tile_starts(width, tile, overlap)
+    wy, wx = axis_weights(ys, th), axis_weights(xs, tw)
+    # The weights of a full grid of tiles sum to norm_y[y] * norm_x[x]: divide by that at the end.
+    norm_y, norm_x = np.zeros(height, np.float32), np.zeros(width, np.float32)
+    for y, w in zip(ys, wy):
+        norm_y[y:y + th] += w
+    for x, w in zip(xs, wx):
+        norm_x[x:x + tw] += w
+    wx_t, norm_x_t = torch.from_numpy(wx), torch.from_numpy(norm_x)
+    total, done = len(ys) * len(xs), 0
+    acc = torch.zeros(3, th, width)  # weighted sum of predictions for rows [ys[r], ys[r] + th)
+    for r, y in enumerate(ys):
+        strip = torch.from_numpy(np.require(read_rows(y, y + th), requirements="CW"))  # (th, width, 3) uint8
+        strip = strip.permute(2, 0, 1).float().div_(127.5).sub_(1.0)  # (3, th, width) in [-1, 1]
+        row_weight = torch.from_numpy(wy[r]).view(1, th, 1)
+        for b in range(0, len(xs), batch_size):
+            batch_xs = xs[b:b + batch_size]
+            tiles = torch.stack([strip[:, :, x:x + tw] for x in batch_xs])  # (B, 3, th, tw)
+            out = model(tiles).float()
+            for i, x in enumerate(batch_xs):
+                acc[:, :, x:x + tw] += out[i] * row_weight * wx_t[b + i].view(1, 1, tw)
+            done += len(batch_xs)
+            if progress is not None:
+                progress(done, total)
+        # Rows above the next tile row receive no more predictions: normalise and emit them.
+        end = ys[r + 1] if r + 1 < len(ys) else y + th
+        rows = end - y
+        norm = torch.from_numpy(norm_y[y:end]).view(1, rows, 1) * norm_x_t.view(1, 1, width)
+        final = acc[:, :rows].div_(norm).clamp_(-1, 1).add_(1).mul_(127.5).round_().to(torch.uint8)
+        yield y, final.permute(1, 2, 0).contiguous().numpy()
+        # Shift the rows still being accumulated to the top of the buffer.
+        kept = th - rows
+        acc[:, :kept] = acc[:, rows:].clone()
+        acc[:, kept:] = 0
