@@ -3,12 +3,12 @@ satellite <-> map translation of whole scenes with pix2pix (Isola et al. 2017), 
 
 `python app.py` loads three models once at start - the DCGAN generator and the two pix2pix
 generators - from `pretrained/` (or from the folders / Hub repo ids in RSGAN_DCGAN_MODEL,
-RSGAN_SAT2MAP_MODEL, RSGAN_MAP2SAT_MODEL, or the matching flags). A model that cannot be found is
-replaced by a small freshly initialised network and the page says so. This file is UI only: the
-predict functions below take their seeds as arguments, run under `torch.inference_mode()` and call
-`rsgan_hub.pipelines`; every one has an `api_name`, so `gradio_client` can drive the Space.
-Bad input raises `gr.Error` with one line; uploads are limited in bytes (by Gradio, before they
-are stored) and in pixels (from the file header, before they are decoded).
+RSGAN_SAT2MAP_MODEL, RSGAN_MAP2SAT_MODEL, or the matching flags). A slot with nothing configured
+gets a small freshly initialised network and the page says so; a named model that fails to load
+stops the app. This file is UI only: the predict functions below take their seeds as arguments,
+run under `torch.inference_mode()` and call `rsgan_hub.pipelines`; every one has an `api_name`, so
+`gradio_client` can drive the Space. Bad input raises `gr.Error` with one line; uploads are limited
+in bytes (by Gradio, before they are stored) and in pixels (from the file header, before decoding).
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import shutil
+import re
+import secrets
 import tempfile
+import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +41,7 @@ MAX_SEED = 2**31 - 1
 MAX_PIXELS = 4096 * 4096  # per uploaded scene; about a minute per megapixel with the full pix2pix on CPU
 MAX_FILE_SIZE = "100mb"
 PREVIEW_SIDE = 1024  # side of the on-page comparison; downloads keep full resolution
+CACHE_AGE = 3600  # seconds the app's output files are kept (Gradio's delete_cache)
 DIRECTIONS = {"sat2map": "Satellite → Map", "map2sat": "Map → Satellite"}
 MODEL_SLOTS = {  # slot -> (environment variable, folder in pretrained/, what the page calls it)
     "dcgan": ("RSGAN_DCGAN_MODEL", "dcgan", "Scene generator (DCGAN)"),
@@ -135,15 +138,15 @@ def user_errors(fn):
 
 def output_dir() -> Path:
     """A new folder in Gradio's upload cache for one request's files: Gradio serves them from
-    there without copying, and `delete_cache` removes them."""
+    there without copying, and `delete_cache` removes them after CACHE_AGE seconds."""
     root = Path(get_upload_folder()) / "rsgan"
     root.mkdir(parents=True, exist_ok=True)
-    for old in root.iterdir():  # folders whose files delete_cache already removed
-        if old.is_dir():
-            try:
-                old.rmdir()
-            except OSError:
-                pass
+    for old in root.iterdir():  # folders emptied by delete_cache; never a young one a request is filling
+        try:
+            if old.is_dir() and time.time() - old.stat().st_mtime > CACHE_AGE:
+                old.rmdir()  # fails, harmlessly, if files are left
+        except OSError:
+            pass
     return Path(tempfile.mkdtemp(dir=root))
 
 
@@ -178,7 +181,7 @@ def generate(models: Models, class_name: str | None, num_images: int, seed: int,
     seed = check_int(seed, "seed", 0, MAX_SEED)
     images = generate_images(models.dcgan, num_images, seed, class_name or None, check_truncation(truncation))
     grid = make_grid(images, columns=min(8, len(images)))
-    name = (f"scenes_{class_name}_seed{seed}" if class_name else f"scenes_seed{seed}").replace(" ", "_")
+    name = re.sub(r"[^\w-]+", "_", f"scenes_{class_name}_seed{seed}" if class_name else f"scenes_seed{seed}")
     out = output_dir() / f"{name}.zip"
     with zipfile.ZipFile(out, "w") as archive:
         for i, image in enumerate(images):
@@ -252,7 +255,7 @@ def scene_to_map(models: Models, class_name: str | None, seed: int, truncation: 
 
 def pick_seed(seed: int, randomize: bool) -> int:
     """A fresh random seed when the box is ticked, else the seed as it is."""
-    return int(torch.randint(0, MAX_SEED, ()).item()) if randomize else seed
+    return secrets.randbelow(MAX_SEED + 1) if randomize else seed  # not torch's RNG: same after each restart
 
 
 # ---- the page -----------------------------------------------------------------------------------
@@ -264,9 +267,9 @@ def build_demo(models: Models) -> gr.Blocks:
 
     def class_picker():
         return gr.Dropdown(choices=classes, value=classes[0] if conditional else None, label="Scene class",
-                           visible=conditional, allow_custom_value=False)
+                           visible=conditional, allow_custom_value=True)  # checked by resolve_label, by name
 
-    with gr.Blocks(title="rsgan_hub", delete_cache=(600, 3600)) as demo:
+    with gr.Blocks(title="rsgan_hub", delete_cache=(600, CACHE_AGE)) as demo:
         gr.Markdown("# rsgan_hub\nSynthetic satellite scenes (DCGAN) and satellite ⇄ map translation of "
                     "whole scenes (pix2pix). Generated or translated imagery is **not ground truth**.")
         if models.notice:
@@ -360,7 +363,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=None, help="port (default 7860 or the next free one)")
     p.add_argument("--concurrency", type=int, default=2, help="model calls running at once (default 2)")
     p.add_argument("--queue-size", type=int, default=64, help="requests waiting at most (default 64)")
-    p.add_argument("--max-pixels", type=int, default=MAX_PIXELS, help=f"largest upload in pixels (default {MAX_PIXELS})")
+    p.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
+                   help=f"largest upload in pixels (default {MAX_PIXELS})")
     p.add_argument("--max-file-size", default=MAX_FILE_SIZE, type=lambda v: int(v) if v.isdigit() else v,
                    help=f"largest upload: bytes, or with a unit like 20mb (default {MAX_FILE_SIZE})")
     return p.parse_args(argv)

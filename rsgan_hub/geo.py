@@ -20,6 +20,7 @@ Decompression bombs: the pixel count is read from the header and checked against
 from __future__ import annotations
 
 import contextlib
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ STATS_SIDE = 1024  # long side of the decimated read the percentiles come from
 PIL_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
 TIFF_SUFFIXES = (".tif", ".tiff")
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
+_PIL_LIMIT_LOCK = threading.Lock()
 
 
 @dataclass
@@ -126,11 +128,12 @@ def open_scene(path: str | Path, bands: Sequence[int] | None = None,
 
 def _read_pillow(path: Path, max_pixels: int | None) -> np.ndarray:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we check the size ourselves
-            image = Image.open(path)  # reads the header only
-    except Image.DecompressionBombError as err:
-        raise ValueError(f"{path}: {err}") from err
+        with _PIL_LIMIT_LOCK:  # Pillow's own bomb check would pre-empt ours (and our configurable limit)
+            limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                image = Image.open(path)  # reads the header only
+            finally:
+                Image.MAX_IMAGE_PIXELS = limit
     except OSError as err:
         raise ValueError(f"{path}: not an image Pillow can read ({err})") from err
     with image:

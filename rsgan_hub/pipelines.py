@@ -17,6 +17,8 @@ CPUs with native bf16 such as AVX512-BF16 / AMX) or "auto" (bf16 where the CPU s
 from __future__ import annotations
 
 import contextlib
+import copy
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -178,14 +180,57 @@ def check_translator(generator: torch.nn.Module, direction: str | None = None) -
             raise ValueError(f"the model translates {generator.direction}, not {direction}")
 
 
+class FastInstanceNorm(torch.nn.Module):
+    """nn.InstanceNorm2d(affine=True, track_running_stats=False) for inference: the same function,
+    computed as one scale-and-shift per (image, channel) so it stays in the input's dtype and
+    memory format (PyTorch's instance norm copies channels-last tensors); statistics in fp32."""
+
+    def __init__(self, norm: torch.nn.InstanceNorm2d):
+        super().__init__()
+        self.eps = norm.eps
+        self.register_buffer("weight", norm.weight.detach().float().view(1, -1, 1, 1).clone())
+        self.register_buffer("bias", norm.bias.detach().float().view(1, -1, 1, 1).clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        var, mean = torch.var_mean(x, dim=(2, 3), keepdim=True, correction=0)  # (B, C, 1, 1)
+        scale = self.weight * torch.rsqrt(var.float() + self.eps)
+        shift = self.bias - mean.float() * scale
+        return torch.addcmul(shift.to(x.dtype), x, scale.to(x.dtype))
+
+
+_FAST_COPIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def inference_copy(generator: Pix2PixGenerator, precision: str = "auto") -> Pix2PixGenerator:
+    """A copy of `generator` prepared for CPU inference: eval mode, channels-last, convolution weights
+    in bf16 (or fp32), `FastInstanceNorm`, in-place activations. Cached per generator and precision
+    and rebuilt when its weights change; the generator itself is left untouched."""
+    dtype = torch.bfloat16 if resolve_precision(precision) == "bf16" else torch.float32
+    stamp = (dtype, tuple((p.data_ptr(), p._version) for p in generator.parameters()))
+    cached = _FAST_COPIES.get(generator, {}).get(dtype)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    fast = copy.deepcopy(generator).eval()
+    for module in list(fast.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, torch.nn.InstanceNorm2d):
+                setattr(module, name, FastInstanceNorm(child))
+            elif isinstance(child, (torch.nn.ReLU, torch.nn.LeakyReLU)):
+                child.inplace = True  # the input is a fresh convolution or norm output
+            elif isinstance(child, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+                child.to(dtype)
+    fast = fast.to(memory_format=torch.channels_last)
+    _FAST_COPIES.setdefault(generator, {})[dtype] = (stamp, fast)
+    return fast
+
+
 def tile_function(generator: Pix2PixGenerator, precision: str = "auto") -> Callable[[torch.Tensor], torch.Tensor]:
     """(B, 3, H, W) float32 tiles -> (B, 3, H, W) float32 predictions at the requested precision."""
-    generator.eval()
-    resolve_precision(precision)
+    fast = inference_copy(generator, precision)
+    dtype = fast.to_image[0].weight.dtype
 
     def run(tiles: torch.Tensor) -> torch.Tensor:
-        with autocast(precision):
-            return generator(tiles.contiguous(memory_format=torch.channels_last)).float()
+        return fast(tiles.to(dtype).contiguous(memory_format=torch.channels_last)).float()
 
     return run
 

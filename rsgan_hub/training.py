@@ -193,10 +193,11 @@ def save_grid(images: torch.Tensor, path: str | os.PathLike, columns: int | None
         grid.save(tmp, format="PNG")
 
 
-def training_markdown(config: Any, steps: int, images_seen: int, seconds: float, hardware: str,
-                      extra: str = "") -> str:
+def training_markdown(config: Any, steps: int, images_seen: int, session_steps: int, seconds: float,
+                      hardware: str) -> str:
     """The model card's Training section: data, steps, time, hardware and the full recipe."""
     recipe = "\n".join(f"- `{k}`: `{json.dumps(v)}`" for k, v in dataclasses.asdict(config).items())
-    return (f"Trained with `{Path(sys.argv[0]).name}` (preset `{config.preset}`) on `{config.dataset}` for "
-            f"{steps} optimizer steps ({images_seen} training images seen) in {seconds / 60:.1f} minutes "
-            f"on {hardware}. {extra}\n\nFull configuration:\n\n{recipe}")
+    data = config.dataset_name or f"`{config.dataset}`"
+    return (f"Trained with `{Path(sys.argv[0]).name}` (preset `{config.preset}`) on {data} for {steps} optimizer "
+            f"steps ({images_seen} training images seen), on {hardware}; the last session ran {session_steps} "
+            f"of the steps in {seconds / 60:.1f} minutes.\n\nFull configuration:\n\n{recipe}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -183,6 +184,20 @@ def test_scene_to_map(models):
     assert np.array_equal(np.asarray(scene), np.asarray(generate_images(models.dcgan, 1, 4, "Forest")[0]))
     assert drawn_map.size == scene.size == (64, 64)
     assert np.array_equal(np.asarray(drawn_map), np.asarray(translate_image(models.sat2map, scene)))
+
+
+def test_output_dirs_are_cleaned_only_when_old(upload_folder):
+    """Empty output folders are removed once older than CACHE_AGE, never while a request may still
+    be about to fill one (bench/load_app.py caught that race)."""
+    import os
+
+    first = app.output_dir()
+    second = app.output_dir()
+    assert first.is_dir() and second.is_dir() and first != second  # a young empty folder survives
+    old = time.time() - app.CACHE_AGE - 10
+    os.utime(first, (old, old))
+    app.output_dir()
+    assert not first.exists() and second.is_dir()
 
 
 def test_pick_seed():

@@ -2,7 +2,8 @@
 
 The app runs from a copy of app.py and examples/ in a folder without pretrained/, so it takes the
 fresh-network path and must show its notice. The test opens the page, generates scenes, walks the
-latent space, uploads an example for translation, waits for the results, and saves screenshots to tests/artifacts/.
+latent space, uploads an example for translation, waits for the results, and saves screenshots to
+tests/artifacts/.
 """
 
 from __future__ import annotations

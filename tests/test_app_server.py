@@ -96,7 +96,8 @@ MAX_FILE_SIZE = 1_000_000
 def server(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("server")
     env = save_tiny_models(workdir)
-    with running_app(workdir, ["--max-pixels", str(MAX_PIXELS), "--max-file-size", str(MAX_FILE_SIZE)], env) as (url, _):
+    limits = ["--max-pixels", str(MAX_PIXELS), "--max-file-size", str(MAX_FILE_SIZE)]
+    with running_app(workdir, limits, env) as (url, _):
         yield url, workdir
 
 
@@ -110,7 +111,8 @@ def client(server):
 
 def test_every_event_is_named_in_the_api(client):
     api = client.view_api(print_info=False, return_format="dict")
-    assert {"/generate", "/explore", "/translate", "/compare", "/scene_to_map", "/pick_seed"} <= set(api["named_endpoints"])
+    names = {"/generate", "/explore", "/translate", "/compare", "/scene_to_map", "/pick_seed"}
+    assert names <= set(api["named_endpoints"])
     assert api["unnamed_endpoints"] == {}
 
 
@@ -159,7 +161,8 @@ def test_bad_input_gives_a_message_and_the_queue_keeps_working(client, tmp_path)
         ((handle_file(tmp_path / "notes.txt"), "sat2map"), "/translate", "Invalid file type"),
         ((handle_file(tmp_path / "big.png"), "map2sat"), "/translate", "400x300 = 0.1 megapixels, over the limit"),
         (("River", 65, 0, 0), "/generate", "greater than maximum value 64"),
-        (("Desert", 1, 0, 0), "/generate", "Value: Desert is not in the list of choices"),
+        (("Desert", 1, 0, 0), "/generate", "unknown class 'Desert'; known classes: Forest, River"),
+        (("", 1, 0, 0), "/generate", "the model is class-conditional: choose one of Forest, River"),
         (("River", 1, -5, 0), "/generate", "less than minimum value 0"),
     ]
     for args, api_name, message in cases:

@@ -7,13 +7,21 @@ import sys
 import yaml
 from datasets import load_dataset, load_from_disk
 
+from rsgan_hub.cli import main
 from test_data import make_rasters, make_rsicb_tree, make_side_by_side
 
 
 def rsgan(*args, env=None):
-    env = {**os.environ, "HF_DATASETS_CACHE": str(args[-1]) + ".hf", **(env or {})}  # keep tests out of ~/.cache
+    """The command in a subprocess, as users run it."""
     return subprocess.run([sys.executable, "-m", "rsgan_hub", "dataset", *map(str, args)], capture_output=True,
-                          text=True, env=env)
+                          text=True, env={**os.environ, **(env or {})})
+
+
+def rsgan_here(capfd, *args):
+    """The command in this process (faster), with its exit code and output."""
+    code = main(["dataset", *map(str, args)])
+    out, err = capfd.readouterr()
+    return subprocess.CompletedProcess(args, code, out, err)
 
 
 def test_scenes_command(tmp_path):
@@ -42,9 +50,9 @@ def test_scenes_command(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["RSI-CB256", "out", "pq"]  # no leftovers
 
 
-def test_pairs_commands(tmp_path):
+def test_pairs_commands(tmp_path, capfd):
     make_side_by_side(tmp_path / "tiles")
-    r = rsgan("pairs", tmp_path / "tiles", "--test-rows", "4:5", "--out", tmp_path / "sbs")
+    r = rsgan_here(capfd, "pairs", tmp_path / "tiles", "--test-rows", "4:5", "--out", tmp_path / "sbs")
     assert r.returncode == 0, r.stderr
     assert "train 9, test 3; skipped 2: " in r.stdout
     disk = load_from_disk(str(tmp_path / "sbs"))
@@ -53,7 +61,7 @@ def test_pairs_commands(tmp_path):
     assert "**Spatial hold-out**: tile rows 4:5" in card and "isola2017image" in card
 
     make_rasters(tmp_path / "city")
-    r = rsgan("pairs", tmp_path / "city", "--layout", "two-rasters", "--tile", 32, "--test-rows", "3:4",
+    r = rsgan_here(capfd, "pairs", tmp_path / "city", "--layout", "two-rasters", "--tile", 32, "--test-rows", "3:4",
               "--out", tmp_path / "tiles32")
     assert r.returncode == 0, r.stderr
     disk = load_from_disk(str(tmp_path / "tiles32"))
@@ -62,7 +70,7 @@ def test_pairs_commands(tmp_path):
     assert load_dataset(str(tmp_path / "tiles32"), cache_dir=str(tmp_path / "pq"))["test"]["row"] == [3] * 6
 
 
-def test_errors_are_one_line_and_leave_nothing(tmp_path):
+def test_errors_are_one_line_and_leave_nothing(tmp_path, capfd):
     make_rasters(tmp_path / "city")
     (tmp_path / "city" / "city_map.png").write_bytes((tmp_path / "city" / "city_map.png").read_bytes()[:100])
     bad = (tmp_path / "bad")
@@ -83,7 +91,7 @@ def test_errors_are_one_line_and_leave_nothing(tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("an earlier dataset")
     for args, message in cases:
-        r = rsgan(*args, "--out", tmp_path / "out")
+        r = rsgan_here(capfd, *args, "--out", tmp_path / "out")
         lines = r.stderr.strip().splitlines()  # progress bars, then one error line
         assert r.returncode == 1 and lines[-1].startswith(message), (args, r.stderr)
         assert "Traceback" not in r.stderr and sum(line.startswith("rsgan:") for line in lines) == 1

@@ -46,6 +46,7 @@ class TrainConfig:
     image_column: str = flag("image", "image column of the dataset")
     label_column: str = flag("label", "class column of the dataset (used with --conditional)")
     eval_split: str = flag(None, "split to evaluate the final generator on, e.g. 'test' (none: skip)")
+    dataset_name: str = flag(None, "how the model card names the data (default: the --dataset value)")
     output_dir: str = flag("outputs/dcgan", "checkpoints, samples, logs and the final model")
     seed: int = flag(0, "seed of the run (each process adds its rank)")
     # model
@@ -86,6 +87,7 @@ class TrainConfig:
     num_samples: int = flag(64, "images in each sample grid")
     logging_steps: int = flag(10, "log losses every N steps")
     report_to: str = flag("tensorboard", "'tensorboard', 'trackio' or 'none'")
+    save_fp16: bool = flag(False, "store the released weights in fp16 (half the size; loading casts to fp32)")
     push_to_hub: bool = flag(False, "push the final generator with `push_to_hub`")
     hub_model_id: str = flag(None, "repo id for --push_to_hub (default: output_dir's name)")
 
@@ -298,15 +300,15 @@ def main(config: TrainConfig) -> None:
         metrics = {}
         if config.eval_split:
             metrics = evaluate(final, config)  # hook for rsgan_hub.evaluation (issue 5)
-        training = training_markdown(config, global_step, global_step * total_batch, seconds,
-                                     f"{accelerator.num_processes} process(es) on {accelerator.device.type}",
-                                     extra=f"This session trained {global_step - start_step} of the steps.")
-        final.save_pretrained(output_dir, model_card_kwargs={
-            "training": training, "metrics": metrics, "dataset": config.dataset, "dataset_split": config.eval_split,
-            "sample_image": "samples.png", "repo_id": config.hub_model_id})
+        training = training_markdown(config, global_step, global_step * total_batch, global_step - start_step,
+                                     seconds, f"{accelerator.num_processes} process(es) on {accelerator.device.type}")
+        if config.save_fp16:
+            final.half()  # safetensors keeps fp16; from_pretrained copies into fp32 parameters
+        card = {"training": training, "metrics": metrics, "dataset": config.dataset,
+                "dataset_split": config.eval_split, "sample_image": "samples.png", "repo_id": config.hub_model_id}
+        final.save_pretrained(output_dir, model_card_kwargs=card)
         if config.push_to_hub:
-            final.push_to_hub(config.hub_model_id or output_dir.name, model_card_kwargs={
-                "training": training, "metrics": metrics, "dataset": config.dataset})
+            final.push_to_hub(config.hub_model_id or output_dir.name, model_card_kwargs=card)
         print(f"saved the generator to {output_dir} ({global_step} steps, world size {accelerator.num_processes})")
     accelerator.end_training()
 

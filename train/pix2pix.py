@@ -44,6 +44,7 @@ class TrainConfig:
     direction: str = flag("sat2map", "'sat2map' or 'map2sat'")
     validation_split: str = flag(None, "split the fixed sample pairs come from (none: the first training pairs)")
     eval_split: str = flag(None, "split to evaluate the final generator on, e.g. 'test' (none: skip)")
+    dataset_name: str = flag(None, "how the model card names the data (default: the --dataset value)")
     output_dir: str = flag("outputs/pix2pix", "checkpoints, samples, logs and the final model")
     seed: int = flag(0, "seed of the run (each process adds its rank)")
     # data and model
@@ -80,6 +81,7 @@ class TrainConfig:
     card_samples: bool = flag(True, "show the last sample grid (of your data) in the model card")
     logging_steps: int = flag(10, "log losses every N steps")
     report_to: str = flag("tensorboard", "'tensorboard', 'trackio' or 'none'")
+    save_fp16: bool = flag(False, "store the released weights in fp16 (half the size; loading casts to fp32)")
     push_to_hub: bool = flag(False, "push the final generator with `push_to_hub`")
     hub_model_id: str = flag(None, "repo id for --push_to_hub (default: output_dir's name)")
 
@@ -263,13 +265,14 @@ def main(config: TrainConfig) -> None:
         metrics = {}
         if config.eval_split:
             metrics = evaluate(final, config)  # hook for rsgan_hub.evaluation (issue 5)
-        training = training_markdown(config, global_step, global_step * total_batch, seconds,
-                                     f"{accelerator.num_processes} process(es) on {accelerator.device.type}",
-                                     extra=f"This session trained {global_step - start_step} of the steps.")
+        training = training_markdown(config, global_step, global_step * total_batch, global_step - start_step,
+                                     seconds, f"{accelerator.num_processes} process(es) on {accelerator.device.type}")
         card = {"training": training, "metrics": metrics, "dataset": config.dataset,
                 "dataset_split": config.eval_split, "repo_id": config.hub_model_id}
         if config.card_samples:
             card["sample_image"] = "samples.png"
+        if config.save_fp16:
+            final.half()  # safetensors keeps fp16; from_pretrained copies into fp32 parameters
         final.save_pretrained(output_dir, model_card_kwargs=card)
         if config.push_to_hub:
             final.push_to_hub(config.hub_model_id or output_dir.name, model_card_kwargs=card)

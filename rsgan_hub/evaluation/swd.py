@@ -11,6 +11,7 @@ the reference code we report the average over levels, multiplied by 1e3.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -19,16 +20,17 @@ _BINOMIAL = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0])
 GAUSSIAN_5X5 = (_BINOMIAL[:, None] * _BINOMIAL[None, :]) / 256.0
 
 
-def _blur(x: torch.Tensor) -> torch.Tensor:
+def _blur_downsample(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, H/2, W/2): the 5x5 binomial blur evaluated only where it is kept."""
     kernel = GAUSSIAN_5X5.to(x)[None, None].repeat(x.shape[1], 1, 1, 1)  # depthwise (C, 1, 5, 5)
-    return F.conv2d(F.pad(x, (2, 2, 2, 2), mode="reflect"), kernel, groups=x.shape[1])
+    return F.conv2d(F.pad(x, (2, 2, 2, 2), mode="reflect"), kernel, stride=2, groups=x.shape[1])
 
 
 def laplacian_pyramid(images: torch.Tensor, min_size: int = 16) -> list[torch.Tensor]:
     """(B, C, S, S) -> [Laplacian at S, S/2, ..., then the Gaussian residual at min_size]."""
     levels, current = [], images
     while current.shape[-1] > min_size:
-        down = _blur(current)[..., ::2, ::2]
+        down = _blur_downsample(current)
         up = F.interpolate(down, size=current.shape[-2:], mode="bilinear", align_corners=False)
         levels.append(current - up)
         current = down
@@ -60,20 +62,21 @@ def _normalise(desc: torch.Tensor, channels: int) -> torch.Tensor:
     return d.reshape(len(desc), -1)
 
 
-def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, generator: torch.Generator, num_directions: int = 512,
-                       repeats: int = 4, chunk: int = 128) -> float:
-    """Mean 1-D Wasserstein distance of (N, d) and (N, d) along random unit directions."""
+def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, generator: torch.Generator, directions_per_repeat: int = 128,
+                       repeats: int = 4) -> float:
+    """Mean 1-D Wasserstein distance of (N, d) and (N, d) along 4 x 128 random unit directions (the
+    reference's numbers)."""
     if a.shape != b.shape:
         raise ValueError(f"sliced Wasserstein needs equal-sized descriptor sets, got {tuple(a.shape)} and {tuple(b.shape)}")
-    total, count = 0.0, 0
-    for _ in range(repeats * num_directions // chunk):  # chunks of directions bound the memory: (N, chunk)
-        directions = torch.randn(a.shape[1], chunk, generator=generator)
+    distances = []
+    for _ in range(repeats):
+        directions = torch.randn(a.shape[1], directions_per_repeat, generator=generator)
         directions /= directions.norm(dim=0, keepdim=True)
-        projected_a = (a @ directions).sort(dim=0).values
-        projected_b = (b @ directions).sort(dim=0).values
-        total += (projected_a - projected_b).abs().mean().item()
-        count += 1
-    return total / count
+        # (directions, N) rows sorted with numpy: several times faster than torch's sort on CPU.
+        projected_a = np.sort((a @ directions).T.contiguous().numpy(), axis=1)
+        projected_b = np.sort((b @ directions).T.contiguous().numpy(), axis=1)
+        distances.append(float(np.abs(projected_a - projected_b).mean()))
+    return sum(distances) / len(distances)
 
 
 def swd(real: torch.Tensor, fake: torch.Tensor, patches_per_image: int = 32, seed: int = 0,

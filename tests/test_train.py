@@ -1,0 +1,169 @@
+"""Smoke runs of train/dcgan.py and train/pix2pix.py as subprocesses under `accelerate launch`, on
+tiny synthetic datasets and tiny networks: one and two processes (world size checked from what
+the script wrote), a run killed with SIGKILL and resumed, and the final folders loading."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from rsgan_hub import DCGANGenerator, Pix2PixGenerator
+
+ROOT = Path(__file__).resolve().parents[1]
+ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch"]
+TINY_DCGAN = ["--image_size", "64", "--latent_dim", "8", "--generator_channels", "16", "8", "8", "8",
+              "--discriminator_channels", "8", "8", "16", "16", "16", "--train_batch_size", "4", "--num_samples", "8"]
+TINY_PIX2PIX = ["--load_size", "36", "--crop_size", "32", "--base_channels", "4", "--num_downs", "5",
+                "--discriminator_channels", "4", "--num_samples", "2"]
+COMMON = ["--report_to", "none", "--mixed_precision", "bf16", "--dataloader_num_workers", "0", "--logging_steps", "1"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Synthetic data: a 2-class scene tree (72 px) and a folder of side-by-side pairs (80x40)."""
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    for name in ("Forest", "River"):
+        (root / "scenes" / name).mkdir(parents=True)
+        for i in range(10):
+            Image.fromarray(rng.integers(0, 256, (72, 72, 3), dtype=np.uint8)).save(root / "scenes" / name / f"{i}.png")
+    (root / "pairs").mkdir()
+    for i in range(8):
+        Image.fromarray(rng.integers(0, 256, (40, 80, 3), dtype=np.uint8)).save(root / "pairs" / f"tile_{i}.png")
+    return root
+
+
+def env(tmp_path):
+    return {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+            "PYTHONPATH": str(ROOT)}
+
+
+def free_port() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return str(s.getsockname()[1])
+
+
+def launch(script: str, args: list[str], tmp_path: Path, processes: int = 1, **kwargs):
+    """`accelerate launch` a training script; two processes go through --multi_gpu (gloo on CPU)."""
+    launcher = ["--num_processes", "1"] if processes == 1 else \
+        ["--multi_gpu", "--num_processes", str(processes), "--main_process_port", free_port()]
+    cmd = [*ACCELERATE, *launcher, "--num_machines", "1", "--dynamo_backend", "no", str(ROOT / "train" / script),
+           *COMMON, *args]
+    return subprocess.run(cmd, env=env(tmp_path), capture_output=True, text=True, timeout=300, cwd=tmp_path, **kwargs)
+
+
+def check(result):
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def logged_steps(output_dir: Path) -> list[int]:
+    rows = (output_dir / "losses.csv").read_text().splitlines()[1:]
+    return sorted({int(r.split(",")[0]) for r in rows})
+
+
+def test_dcgan_conditional_one_process(data, tmp_path):
+    out = tmp_path / "run"
+    check(launch("dcgan.py", ["--dataset", str(data / "scenes"), "--output_dir", str(out), "--conditional",
+                              "--max_train_steps", "4", "--checkpointing_steps", "2", "--sample_every", "2",
+                              *TINY_DCGAN], tmp_path))
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    assert {"optimizer.bin", "optimizer_1.bin", "model.safetensors", "model_1.safetensors",
+            "custom_checkpoint_0.pkl", "random_states_0.pkl"} <= {p.name for p in (out / "checkpoint-4").iterdir()}
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["step_0000002.png", "step_0000004.png"]
+    assert Image.open(out / "samples.png").size == (8 * 66 + 2, 66 + 2)  # 8 samples of 64 px, 2 px padding
+    assert Image.open(out / "loss_curves.png").size[0] > 0
+    config = json.loads((out / "training_config.json").read_text())
+    assert config["conditional"] is True and config["generator_channels"] == [16, 8, 8, 8] and config["loss"] == "hinge"
+    assert logged_steps(out) == [1, 2, 3, 4]
+    generator = DCGANGenerator.from_pretrained(out)
+    assert generator.class_names == ["Forest", "River"]
+    assert json.loads((out / "config.json").read_text())["upsample"] == "resize"
+    with torch.no_grad():
+        images = generator(torch.randn(2, 8), torch.tensor([0, 1]))
+    assert images.shape == (2, 3, 64, 64) and torch.isfinite(images).all()
+    card = (out / "README.md").read_text()
+    assert "4 optimizer steps (16 training images seen)" in card and "![samples](samples.png)" in card
+
+
+def test_dcgan_seed_preset_two_processes(data, tmp_path):
+    out = tmp_path / "run"
+    result = check(launch("dcgan.py", ["--preset", "seed", "--dataset", str(data / "scenes"), "--output_dir", str(out),
+                                       "--max_train_steps", "3", "--checkpointing_steps", "3", "--sample_every", "3",
+                                       *TINY_DCGAN], tmp_path, processes=2))
+    assert "world size 2" in result.stdout
+    card = (out / "README.md").read_text()
+    # 3 steps x 4 images x 2 processes: the two processes really trained as one data-parallel job
+    assert "3 optimizer steps (24 training images seen), on 2 process(es)" in card
+    assert {"random_states_0.pkl", "random_states_1.pkl"} <= {p.name for p in (out / "checkpoint-3").iterdir()}
+    config = json.loads((out / "training_config.json").read_text())
+    assert (config["loss"], config["upsample"], config["learning_rate_discriminator"]) == ("bce", "transposed", 4e-5)
+    assert DCGANGenerator.from_pretrained(out).num_classes == 0
+
+
+def test_pix2pix_two_processes(data, tmp_path):
+    out = tmp_path / "run"
+    result = check(launch("pix2pix.py", ["--dataset", str(data / "pairs"), "--output_dir", str(out), "--direction",
+                                         "map2sat", "--max_train_steps", "2", "--checkpointing_steps", "2",
+                                         "--sample_every", "2", "--save_fp16", *TINY_PIX2PIX], tmp_path, processes=2))
+    assert "world size 2" in result.stdout
+    assert "2 optimizer steps (4 training images seen), on 2 process(es)" in (out / "README.md").read_text()
+    generator = Pix2PixGenerator.from_pretrained(out)
+    assert generator.direction == "map2sat" and next(generator.parameters()).dtype == torch.float32
+    assert Image.open(out / "samples.png").size == (3 * 34 + 2, 2 * 34 + 2)  # source | fake | target rows
+
+
+def test_pix2pix_killed_and_resumed(data, tmp_path):
+    """SIGKILL mid-training, with a half-written checkpoint lying around: `--resume_from_checkpoint
+    latest` picks the last complete one, and the step count continues to the end."""
+    out = tmp_path / "run"
+    args = ["--dataset", str(data / "pairs"), "--output_dir", str(out), "--checkpointing_steps", "2",
+            "--sample_every", "1000", "--checkpoints_total_limit", "0", *TINY_PIX2PIX]
+    cmd = [*ACCELERATE, "--num_processes", "1", "--num_machines", "1", "--dynamo_backend", "no",
+           str(ROOT / "train" / "pix2pix.py"), *COMMON, *args, "--max_train_steps", "100000"]
+    process = subprocess.Popen(cmd, env=env(tmp_path), cwd=tmp_path, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + 240
+    while not (out / "checkpoint-6").exists():
+        assert process.poll() is None, process.stderr.read().decode()[-3000:]
+        assert time.time() < deadline, "no checkpoint-6 within 4 minutes"
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    process.stderr.close()
+    killed_at = max(logged_steps(out))
+    (out / ".checkpoint-100000.tmp").mkdir()  # what a kill during save_state leaves: never picked up
+    (out / ".checkpoint-100000.tmp" / "model.safetensors").write_bytes(b"partial")
+    latest = max(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*"))
+    assert latest >= 6
+
+    result = check(launch("pix2pix.py", [*args, "--resume_from_checkpoint", "latest", "--max_train_steps",
+                                         str(latest + 3)], tmp_path))
+    assert f"resuming from {out / f'checkpoint-{latest}'} (step {latest})" in result.stdout
+    assert logged_steps(out) == list(range(1, latest + 4))  # rows after the checkpoint were dropped and redone
+    assert len((out / "losses.csv").read_text().splitlines()) == 1 + 4 * (latest + 3)  # no step logged twice
+    assert killed_at >= latest
+    card = (out / "README.md").read_text()
+    assert f"for {latest + 3} optimizer steps" in card and "the last session ran 3 of the steps" in card
+    assert Pix2PixGenerator.from_pretrained(out).direction == "sat2map"
+
+
+def test_bad_flags_fail_clearly(data, tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "train" / "pix2pix.py"), "--dataset", str(data / "pairs"),
+                             "--direction", "sideways"], env=env(tmp_path), capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "--direction must be sat2map or map2sat" in result.stderr
+    result = subprocess.run([sys.executable, str(ROOT / "train" / "dcgan.py"), "--preset", "nope"],
+                            env=env(tmp_path), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "invalid choice: 'nope'" in result.stderr
