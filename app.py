@@ -38,7 +38,7 @@ HERE = Path(__file__).resolve().parent
 MAX_IMAGES = 64  # per /generate call
 MAX_FRAMES = 48  # per latent walk
 MAX_SEED = 2**31 - 1
-MAX_PIXELS = 4096 * 4096  # per uploaded scene; about a minute per megapixel with the full pix2pix on CPU
+MAX_PIXELS = 4096 * 4096  # per upload; the full pix2pix took 13 s/megapixel on a busy 2-core CPU (bf16)
 MAX_FILE_SIZE = "100mb"
 PREVIEW_SIDE = 1024  # side of the on-page comparison; downloads keep full resolution
 CACHE_AGE = 3600  # seconds the app's output files are kept (Gradio's delete_cache)
@@ -68,8 +68,9 @@ class Models:
             return ""
         names = ", ".join(MODEL_SLOTS[s][2] for s in self.untrained)
         return (f"⚠️ **No trained weights found for: {names}.** These run on freshly initialised networks, "
-                "so their output is noise. Point `RSGAN_DCGAN_MODEL`, `RSGAN_SAT2MAP_MODEL` or "
-                "`RSGAN_MAP2SAT_MODEL` at a saved model folder or Hub repo id, or add `pretrained/`.")
+                "so their output is meaningless (flat grey or noise). Point `RSGAN_DCGAN_MODEL`, "
+                "`RSGAN_SAT2MAP_MODEL` or `RSGAN_MAP2SAT_MODEL` at a saved model folder or Hub repo id, "
+                "or add `pretrained/`.")
 
 
 def fresh_model(slot: str) -> torch.nn.Module:
@@ -373,7 +374,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 if __name__ == "__main__":
     args = parse_args()
     MAX_PIXELS = args.max_pixels  # read by the predict functions at call time
-    demo = build_demo(load_models(args.dcgan, args.sat2map, args.map2sat))
+    try:
+        models = load_models(args.dcgan, args.sat2map, args.map2sat)
+    except (ModelLoadError, ValueError, OSError) as err:  # one line, as the rsgan CLI does
+        raise SystemExit(f"app.py: error: {str(err).strip().splitlines()[0]}") from None
+    demo = build_demo(models)
     demo.queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size)
     # No allowed_paths: Gradio serves only its own upload / cache folders and the page's assets.
     demo.launch(server_name=args.host, server_port=args.port, max_file_size=args.max_file_size,

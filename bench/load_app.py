@@ -66,7 +66,7 @@ def main() -> None:
         rng = np.random.default_rng(0)
         Image.fromarray(rng.integers(0, 256, (args.side, args.side, 3), dtype=np.uint8)).save(scene)
         with running_app(workdir, list(args.app_args)) as (url, process):
-            from gradio_client import Client, handle_file
+            from gradio_client import Client
 
             server = psutil.Process(process.pid)
             warm = Client(url, verbose=False, download_files=False, analytics_enabled=False)

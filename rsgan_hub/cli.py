@@ -14,7 +14,7 @@ import sys
 from .models.hub import ModelLoadError
 
 # Sub-command modules, each with `add_parser(subparsers)` and `run(args) -> int | None`.
-COMMANDS = ["generate", "translate", "synthesize", "dataset"]
+COMMANDS = ["generate", "translate", "synthesize", "dataset", "evaluate"]
 
 
 class UserError(Exception):

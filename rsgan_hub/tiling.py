@@ -85,29 +85,30 @@ def translate_rows(
         norm_y[y:y + th] += w
     for x, w in zip(xs, wx):
         norm_x[x:x + tw] += w
-    wx_t, norm_x_t = torch.from_numpy(wx), torch.from_numpy(norm_x)
+    wy_t, wx_t = torch.from_numpy(wy), torch.from_numpy(wx)
+    norm_x_t = torch.from_numpy(norm_x).view(1, width, 1)
     total, done = len(ys) * len(xs), 0
-    acc = torch.zeros(3, th, width)  # weighted sum of predictions for rows [ys[r], ys[r] + th)
+    # Everything is kept height-width-channel: a channels-last (B, 3, h, w) tensor is a (B, h, w, 3)
+    # array in memory, so tiles go in and predictions come out without transposing copies.
+    acc = torch.zeros(th, width, 3)  # weighted sum of predictions for rows [ys[r], ys[r] + th)
     for r, y in enumerate(ys):
-        strip = torch.from_numpy(np.require(read_rows(y, y + th), requirements="CW"))  # (th, width, 3) uint8
-        strip = strip.permute(2, 0, 1).float().div_(127.5).sub_(1.0)  # (3, th, width) in [-1, 1]
-        row_weight = torch.from_numpy(wy[r]).view(1, th, 1)
+        strip = read_rows(y, y + th)  # (th, width, 3) uint8
         for b in range(0, len(xs), batch_size):
             batch_xs = xs[b:b + batch_size]
-            tiles = torch.stack([strip[:, :, x:x + tw] for x in batch_xs])  # (B, 3, th, tw)
-            out = model(tiles).float()
+            tiles = torch.from_numpy(np.stack([strip[:, x:x + tw] for x in batch_xs])).float()  # (B, th, tw, 3)
+            tiles = tiles.div_(127.5).sub_(1.0).permute(0, 3, 1, 2)  # (B, 3, th, tw) in [-1, 1], channels-last
+            out = model(tiles).float().permute(0, 2, 3, 1)  # (B, th, tw, 3)
+            weight = wy_t[r].view(1, th, 1, 1) * wx_t[b:b + len(batch_xs)].view(-1, 1, tw, 1)  # (B, th, tw, 1)
+            out = out.mul_(weight) if out.is_contiguous() else out * weight
             for i, x in enumerate(batch_xs):
-                acc[:, :, x:x + tw] += out[i] * row_weight * wx_t[b + i].view(1, 1, tw)
+                acc[:, x:x + tw] += out[i]
             done += len(batch_xs)
             if progress is not None:
                 progress(done, total)
         # Rows above the next tile row receive no more predictions: normalise and emit them.
         end = ys[r + 1] if r + 1 < len(ys) else y + th
         rows = end - y
-        norm = torch.from_numpy(norm_y[y:end]).view(1, rows, 1) * norm_x_t.view(1, 1, width)
-        final = acc[:, :rows].div_(norm).clamp_(-1, 1).add_(1).mul_(127.5).round_().to(torch.uint8)
-        yield y, final.permute(1, 2, 0).contiguous().numpy()
-        # Shift the rows still being accumulated to the top of the buffer.
-        kept = th - rows
-        acc[:, :kept] = acc[:, rows:].clone()
-        acc[:, kept:] = 0
+        norm = torch.from_numpy(norm_y[y:end]).view(rows, 1, 1) * norm_x_t  # (rows, width, 1)
+        yield y, acc[:rows].div_(norm).clamp_(-1, 1).add_(1).mul_(127.5).round_().to(torch.uint8).numpy()
+        # The rows still being accumulated move to the top of a fresh buffer.
+        acc = torch.cat([acc[rows:], torch.zeros(rows, width, 3)])

@@ -160,6 +160,8 @@ def test_bad_input_gives_a_message_and_the_queue_keeps_working(client, tmp_path)
         ((handle_file(tmp_path / "notes.png"), "sat2map"), "/translate", "not an image Pillow can read"),
         ((handle_file(tmp_path / "notes.txt"), "sat2map"), "/translate", "Invalid file type"),
         ((handle_file(tmp_path / "big.png"), "map2sat"), "/translate", "400x300 = 0.1 megapixels, over the limit"),
+        ((handle_file(tmp_path / "notes.png"), "sideways"), "/translate",
+         "is not in the list of choices: ['sat2map', 'map2sat']"),
         (("River", 65, 0, 0), "/generate", "greater than maximum value 64"),
         (("Desert", 1, 0, 0), "/generate", "unknown class 'Desert'; known classes: Forest, River"),
         (("", 1, 0, 0), "/generate", "the model is class-conditional: choose one of Forest, River"),
@@ -243,3 +245,9 @@ def test_about_tab_names_the_sources(server):
     config = httpx.get(server[0] + "/config").text
     assert "Hub repo [`user/rs-dcgan`]" in config and str(server[1] / "map2sat") in config
     assert "No trained weights found" not in config
+
+
+def test_a_named_model_that_does_not_load_stops_the_app_with_one_line(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "app.py"), "--sat2map", str(tmp_path / "missing")],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 1 and out.stderr.strip() == f"app.py: error: {tmp_path / 'missing'}: no such folder"

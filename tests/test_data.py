@@ -174,9 +174,22 @@ def test_flat_tree_split_is_stratified_and_seeded(tmp_path):
     assert sorted(a["test"]["label"]) == [0, 0, 1, 1, 2, 2] and len(a["train"]) == 24
     assert raw_bytes(a["test"]) == raw_bytes(b["test"])  # same seed, same split
     assert set(raw_bytes(a["test"])) != set(raw_bytes(c["test"]))  # another seed, another split
+    workers, _ = build_scene_dataset(tmp_path / "src", test_fraction=0.2, seed=1, num_proc=2, cache_dir=tmp_path / "w")
+    assert raw_bytes(workers["test"]) == raw_bytes(a["test"])  # num_proc shards keep the order
     # 8-bit RGB JPEG/PNG files are stored as they are, not re-encoded
     files = {p.read_bytes() for p in (tmp_path / "src").rglob("*.*")}
     assert set(raw_bytes(a["train"]) + raw_bytes(a["test"])) == files
+
+
+def test_same_class_name_in_two_categories_stays_apart(tmp_path):
+    rng = np.random.default_rng(0)
+    for category in ("urban", "rural"):
+        (tmp_path / "src" / category / "road").mkdir(parents=True)
+        for i in range(2):
+            noise(rng, 8, 8).save(tmp_path / "src" / category / "road" / f"{i}.png")
+    dsdict, _ = build_scene_dataset(tmp_path / "src", test_fraction=0, cache_dir=tmp_path / "c")
+    assert dsdict["train"].features["label"].names == ["rural/road", "urban/road"]
+    assert list(dsdict) == ["train"]
 
 
 def test_split_stratified_edges():
@@ -320,6 +333,7 @@ def test_paired_transform_same_geometry_and_dataloader(tmp_path):
         PairedTransform(32, 64)
     make_side_by_side(tmp_path / "src", rows=2, cols=2)
     pairs = load_pair_dataset(tmp_path / "src", cache_dir=tmp_path / "c")
+    assert load_pair_dataset(tmp_path / "src", "test", test_rows="2:3", cache_dir=tmp_path / "c")["row"] == [2, 2]
     loader = torch.utils.data.DataLoader(pairs.with_transform(PairedTransform(36, 32)), batch_size=4)
     batch = next(iter(loader))
     assert batch["satellite"].shape == batch["map"].shape == (4, 3, 32, 32)

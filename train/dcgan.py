@@ -14,6 +14,7 @@ Batch norm is per process (as DDP does by default); `--sync_batchnorm` switches 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -127,6 +128,13 @@ def recalibrate_batchnorm(generator: DCGANGenerator, num_batches: int = 4, batch
 def main(config: TrainConfig) -> None:
     if not config.dataset:
         raise SystemExit("error: --dataset is required")
+    if config.loss not in ("hinge", "bce"):
+        raise SystemExit(f"error: --loss must be hinge or bce, got {config.loss!r}")
+    if config.image_size not in DEFAULT_DISCRIMINATOR_LAYERS:
+        raise SystemExit(f"error: --image_size must be one of {sorted(DEFAULT_DISCRIMINATOR_LAYERS)}")
+    strides = [s for _, s in DEFAULT_DISCRIMINATOR_LAYERS[config.image_size]]
+    if len(config.discriminator_channels) != len(strides):
+        raise SystemExit(f"error: --discriminator_channels needs {len(strides)} widths at image_size {config.image_size}")
     output_dir = Path(config.output_dir)
     accelerator = Accelerator(
         cpu=distributed_on_cpu(),  # several CPU processes over gloo when there is no GPU
@@ -159,7 +167,6 @@ def main(config: TrainConfig) -> None:
     generator = DCGANGenerator(image_size=config.image_size, latent_dim=config.latent_dim,
                                channels=config.generator_channels, upsample=config.upsample,
                                num_classes=num_classes, class_names=class_names)
-    strides = [s for _, s in DEFAULT_DISCRIMINATOR_LAYERS[config.image_size]]
     discriminator = DCGANDiscriminator(image_size=config.image_size,
                                        layers=[[c, s] for c, s in zip(config.discriminator_channels, strides)],
                                        norm=config.discriminator_norm, spectral_norm=config.spectral_norm,
@@ -299,7 +306,7 @@ def main(config: TrainConfig) -> None:
         loss_log.plot(output_dir / "loss_curves.png", title=f"DCGAN ({config.preset} recipe)")
         metrics = {}
         if config.eval_split:
-            metrics = evaluate(final, config)  # hook for rsgan_hub.evaluation (issue 5)
+            metrics = evaluate(final, config)
         training = training_markdown(config, global_step, global_step * total_batch, global_step - start_step,
                                      seconds, f"{accelerator.num_processes} process(es) on {accelerator.device.type}")
         if config.save_fp16:
@@ -314,15 +321,13 @@ def main(config: TrainConfig) -> None:
 
 
 def evaluate(generator: DCGANGenerator, config: TrainConfig) -> dict:
-    """Metrics of the final generator on `config.eval_split` via rsgan_hub.evaluation, when available."""
-    try:
-        from rsgan_hub.evaluation import evaluate_scene_generator
-    except ImportError:
-        print("rsgan_hub.evaluation.evaluate_scene_generator is not available; skipping evaluation")
-        return {}
-    dataset = load_scene_dataset(config.dataset, split=config.eval_split, image_column=config.image_column,
-                                 label_column=config.label_column)
-    return evaluate_scene_generator(generator, dataset, split=config.eval_split)
+    """Scalar metrics of the final generator on `config.eval_split` (rsgan_hub.evaluation)."""
+    from rsgan_hub.evaluation.scenes import evaluate_scene_generator
+
+    scores = evaluate_scene_generator(generator, config.dataset, split=config.eval_split,
+                                      label_column=config.label_column, seed=config.seed)
+    print("evaluation:", json.dumps(scores, default=str))
+    return {k: v for k, v in scores.items() if isinstance(v, (int, float))}  # the card's table: flat numbers
 
 
 if __name__ == "__main__":

@@ -99,6 +99,8 @@ def main(config: TrainConfig) -> None:
         raise SystemExit("error: --dataset is required")
     if config.direction not in ("sat2map", "map2sat"):
         raise SystemExit(f"error: --direction must be sat2map or map2sat, got {config.direction!r}")
+    if config.loss not in ("hinge", "bce"):
+        raise SystemExit(f"error: --loss must be hinge or bce, got {config.loss!r}")
     output_dir = Path(config.output_dir)
     accelerator = Accelerator(
         cpu=distributed_on_cpu(),  # several CPU processes over gloo when there is no GPU

@@ -161,7 +161,7 @@ def dataset_card(args, dsdict, skipped: dict[str, list[str]]) -> str:
             lines.append(f"\n**Spatial hold-out**: tile rows {args.test_rows} (A:B, B excluded) form the test split; "
                          "no test tile overlaps a train tile (the band's edge tiles do border train tiles).")
     lines += ["\n## Conversion\n",
-              f"Split: {'stratified per class, ' + str(args.test_fraction) + ' test, seed ' + str(args.seed) if scenes else 'see above'}. "
+              f"Split: {_split_note(args, dsdict)}. "
               "Files that could not be read as 8-bit RGB were skipped: " + summarize_skipped(skipped) + ".",
               "\n## How to load\n", "```python", "from datasets import load_from_disk, load_dataset",
               f'ds = load_from_disk("{name}")       # this folder (Arrow)',
@@ -176,6 +176,14 @@ def dataset_card(args, dsdict, skipped: dict[str, list[str]]) -> str:
               f"The images keep the licence of their source (declared here as `{args.license}`). rsgan_hub's own "
               "licence does not cover them: check the source's terms before redistributing or pushing this dataset."]
     return "\n".join(lines) + "\n"
+
+
+def _split_note(args, dsdict) -> str:
+    if args.kind == "scenes":
+        return f"stratified per class, {args.test_fraction} of each class in test, seed {args.seed}"
+    if args.test_rows:
+        return f"tile rows {args.test_rows} are the test split, the rest train (spatial hold-out)"
+    return "the source's own split folders" if len(dsdict) > 1 or "train" not in dsdict else "train only"
 
 
 def _class_table(dsdict) -> list[str]:

@@ -86,34 +86,44 @@ def synthetic_examples(generator, class_indices: list[int], per_class: int, seed
             seeds = [seed + i * generator.num_classes + c for i in range(start, min(start + batch_size, per_class))]
             z = latents(seeds, generator.latent_dim, truncation)
             with torch.inference_mode():
-                images = render(generator, z, c, precision="fp32")
+                images = render(generator, z, c, precision="fp32")  # fp32: the same pixels on any CPU
             for s, image in zip(seeds, images):
                 yield {"image": image, "label": c, "seed": s, "synthetic": True}
             bar.update(len(seeds))
 
 
-def push(folder: str, repo_id: str, card: str) -> None:
-    """Push a saved dataset and its card; a failure leaves the local copy and says so in one line."""
-    from datasets import load_from_disk
-    from huggingface_hub import DatasetCard
+def save_synthetic_dataset(generator, out: str | Path, class_indices: list[int], per_class: int, seed: int = 0,
+                           truncation: float | None = None, batch_size: int = 64, card: str = "") -> None:
+    """Generate the rows and save them with `rsgan dataset`'s writer (save_to_disk + parquet shards +
+    README.md card, atomically)."""
+    import datasets
+    from tqdm.auto import tqdm
 
-    from ..cli import UserError
+    from .dataset import write_dataset
 
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=generator.class_names),
+                                  "seed": datasets.Value("int64"), "synthetic": datasets.Value("bool")})
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    bars_were_on = not datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()  # one progress bar, ours, instead of datasets' own
     try:
-        load_from_disk(folder).push_to_hub(repo_id)
-        DatasetCard(card).push_to_hub(repo_id, repo_type="dataset")
-    except Exception as err:  # network, auth, hub errors: the local dataset is complete either way
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"saved {folder}, but pushing to {repo_id} failed: {first}") from err
-    print(f"pushed {folder} to https://huggingface.co/datasets/{repo_id}")
+        with tempfile.TemporaryDirectory(prefix=f".{out.name}.cache.", dir=out.parent) as cache, \
+                tqdm(total=len(class_indices) * per_class, unit="img", desc="synthesize", disable=None) as bar:
+            # Rows stream into Arrow files in `cache`, written batch by batch; nothing accumulates in memory.
+            dataset = datasets.Dataset.from_generator(
+                synthetic_examples, features=features, cache_dir=cache, fingerprint=uuid.uuid4().hex,  # no reuse
+                gen_kwargs={"generator": generator, "class_indices": class_indices, "per_class": per_class,
+                            "seed": seed, "truncation": truncation, "batch_size": batch_size, "bar": bar})
+            write_dataset(datasets.DatasetDict({"train": dataset}), out, card)
+            del dataset  # release the cache files before the folder is removed
+    finally:
+        if bars_were_on:
+            datasets.enable_progress_bars()
 
 
 def run(args: argparse.Namespace) -> None:
-    from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, Value
-    from tqdm.auto import tqdm
-
     from ..cli import UserError
-    from ..io import atomic_dir
     from ..models import DCGANGenerator
 
     if args.per_class <= 0:
@@ -128,28 +138,24 @@ def run(args: argparse.Namespace) -> None:
                         "(use `rsgan generate` for unlabelled scenes)")
     names = [n.strip() for n in args.classes.split(",") if n.strip()] if args.classes else generator.class_names
     indices = sorted({generator.class_index(n) for n in names})  # ValueError listing the known names
-    features = Features({"image": Image(), "label": ClassLabel(names=generator.class_names),
-                         "seed": Value("int64"), "synthetic": Value("bool")})
+    chosen = [generator.class_names[c] for c in indices]
     total = len(indices) * args.per_class
     command = f"rsgan synthesize --model {args.model} --per-class {args.per_class} --seed {args.seed}"
-    command += f" --classes {','.join(generator.class_names[c] for c in indices)}" if args.classes else ""
+    command += f" --classes {','.join(chosen)}" if args.classes else ""
     command += f" --truncation {args.truncation}" if args.truncation else ""
     card = CARD.format(
         model=args.model, total=total, side=generator.image_size, per_class=args.per_class,
-        num_classes=len(indices), classes=", ".join(generator.class_names[c] for c in indices),
-        model_classes=generator.num_classes, seed=args.seed, out=args.out, command=f"{command} --out {args.out}",
+        num_classes=len(indices), classes=", ".join(chosen), model_classes=generator.num_classes, seed=args.seed,
+        out=args.out, command=f"{command} --out {args.out}",
         size_category="n<1K" if total < 1000 else "1K<n<10K" if total < 10_000 else "10K<n<100K",
         truncation=f", with truncation {args.truncation}" if args.truncation else "")
-    with atomic_dir(args.out) as tmp, tempfile.TemporaryDirectory(dir=tmp) as cache, \
-            tqdm(total=total, unit="img", desc="synthesize", disable=None) as bar:
-        # Rows stream into Arrow files in `cache`, then save_to_disk writes the final shards.
-        dataset = Dataset.from_generator(
-            synthetic_examples, features=features, cache_dir=cache, fingerprint=uuid.uuid4().hex,  # no reuse
-            gen_kwargs={"generator": generator, "class_indices": indices, "per_class": args.per_class,
-                        "seed": args.seed, "truncation": args.truncation, "batch_size": args.batch_size, "bar": bar})
-        DatasetDict({"train": dataset}).save_to_disk(tmp)
-        del dataset
-        (tmp / "README.md").write_text(card)
-    if args.push_to_hub:
-        push(args.out, args.push_to_hub, card)
+    save_synthetic_dataset(generator, args.out, indices, args.per_class, args.seed, args.truncation,
+                           args.batch_size, card)
     print(f"wrote {total} images ({len(indices)} classes) to {args.out}")
+    if args.push_to_hub:
+        from datasets import load_from_disk
+
+        from .dataset import push_dataset
+
+        push_dataset(load_from_disk(args.out), args.push_to_hub, card)
+        print(f"pushed to https://huggingface.co/datasets/{args.push_to_hub}")

@@ -54,6 +54,11 @@ def scan_scene_tree(src: str | os.PathLike) -> tuple[list[tuple[str, str, str | 
             outside.append(str(p))
         else:
             items.append((str(p), parts[-1] if depth else None, parts[0] if depth == 2 else None))
+    homes = defaultdict(set)
+    for _, c, g in items:
+        homes[c].add(g)
+    if any(len(g) > 1 for g in homes.values()):  # one class name in two categories: keep them apart
+        items = [(p, f"{g}/{c}", g) for p, c, g in items]
     return items, outside
 
 
@@ -286,10 +291,11 @@ def _generate(generator, splits: dict[str, list], features: dict, key: str, num_
     features = Features({**features, "_skip": Value("string")})
     out, skipped = DatasetDict(), defaultdict(list, skipped or {})
     for split, items in splits.items():
-        # one shard per input (file or tile row); datasets spreads the shards over num_proc workers
+        # one shard per input (file or tile row); datasets spreads the shards over num_proc workers.
+        # Arrow is written every 64 examples, so memory holds at most 64 encoded images per worker.
         procs = num_proc if num_proc and num_proc > 1 and len(items) >= 4 * num_proc else None
         ds = Dataset.from_generator(generator, features=features, cache_dir=cache_dir, num_proc=procs,
-                                    gen_kwargs={list_name: items, **kwargs}, split=split,
+                                    gen_kwargs={list_name: items, **kwargs}, split=split, writer_batch_size=64,
                                     fingerprint=f"rsgan-{key}-{split}")
         notes = [n for n in ds["_skip"] if n]
         for note in notes:

@@ -84,12 +84,14 @@ def load_scene_dataset(spec: str | os.PathLike, split: str | None = "train", ima
 
 def load_pair_dataset(spec: str | os.PathLike, split: str | None = "train", satellite_column: str = "satellite",
                       map_column: str = "map", layout: str = "side-by-side", satellite_side: str = "left",
-                      cache_dir: str | None = None, num_proc: int | None = None):
+                      tile: int = 256, test_rows: str | None = None, cache_dir: str | None = None,
+                      num_proc: int | None = None):
     """Satellite/map pairs from a Hub id, a `rsgan dataset pairs` folder or a raw folder (`layout`,
-    `satellite_side` as for the command) -> `datasets.Dataset` with `satellite` and `map` (Image), plus
-    `row`/`col` for tiles. Other Hub datasets work through the column arguments (e.g. imageA/imageB)."""
-    dsdict = _load_any(spec, lambda path: build_pair_dataset(path, layout, satellite_side, num_proc=num_proc,
-                                                              cache_dir=cache_dir))
+    `satellite_side`, `tile`, `test_rows` as for the command) -> `datasets.Dataset` with `satellite`
+    and `map` (Image), plus `row`/`col` for tiles. Other Hub datasets work through the column
+    arguments (e.g. imageA/imageB). A raw folder without split folders or `test_rows` has only "train"."""
+    dsdict = _load_any(spec, lambda path: build_pair_dataset(path, layout, satellite_side, tile, test_rows,
+                                                              num_proc=num_proc, cache_dir=cache_dir))
     dsdict = _standardize(dsdict, {satellite_column: "satellite", map_column: "map"},
                           ["satellite", "map", "row", "col"], spec)
     return _pick_split(dsdict, split)
