@@ -10,16 +10,16 @@ low-norm latents that give washed-out frames.
 Translation works on images of any size by overlapping, smoothly blended tiles (`tiling.py`);
 files go through `geo.py` (PNG / JPEG / TIFF / GeoTIFF, georeferencing kept, atomic writes).
 
-Precision: "fp32", "bf16" (autocast to bfloat16 with channels-last tensors, several times faster on
-CPUs with native bf16 such as AVX512-BF16 / AMX) or "auto" (bf16 where the CPU supports it).
+Precision: "fp32", or "bf16" - an inference copy of the network with bf16 weights and activations,
+channels-last, several times faster on CPUs with native bf16 (AVX512-BF16 / AMX) - or "auto" (bf16
+where the CPU supports it). Translation defaults to "auto", generation to "fp32" (bit-reproducible).
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -86,16 +86,6 @@ def resolve_precision(precision: str) -> str:
     return precision
 
 
-@contextlib.contextmanager
-def autocast(precision: str) -> Iterator[None]:
-    """bf16 autocast for "bf16" (and "auto" where supported), nothing for "fp32"."""
-    if resolve_precision(precision) == "bf16":
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            yield
-    else:
-        yield
-
-
 @torch.inference_mode()
 def generate_images(
     generator: DCGANGenerator,
@@ -133,8 +123,10 @@ def render(generator: DCGANGenerator, z: torch.Tensor, class_index: int | None =
            precision: str = "fp32") -> list[Image.Image]:
     """PIL images for latents z (B, latent_dim), all of class `class_index` (None: unconditional)."""
     labels = None if class_index is None else torch.full((len(z),), class_index, dtype=torch.long)
-    with autocast(precision):
-        return [tensor_to_pil(x) for x in generator(z, labels).float()]
+    if resolve_precision(precision) == "fp32":
+        return [tensor_to_pil(x) for x in generator(z, labels)]
+    fast = inference_copy(generator, precision)
+    return [tensor_to_pil(x) for x in fast(z.to(torch.bfloat16), labels).float()]
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -201,10 +193,11 @@ class FastInstanceNorm(torch.nn.Module):
 _FAST_COPIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def inference_copy(generator: Pix2PixGenerator, precision: str = "auto") -> Pix2PixGenerator:
-    """A copy of `generator` prepared for CPU inference: eval mode, channels-last, convolution weights
-    in bf16 (or fp32), `FastInstanceNorm`, in-place activations. Cached per generator and precision
-    and rebuilt when its weights change; the generator itself is left untouched."""
+def inference_copy(generator: torch.nn.Module, precision: str = "auto") -> torch.nn.Module:
+    """A copy of a generator prepared for CPU inference: eval mode, channels-last, convolution, linear
+    and embedding weights in bf16 (or fp32; batch norm keeps fp32 statistics), `FastInstanceNorm`,
+    in-place activations. Cached per generator and precision and rebuilt when its weights change;
+    the generator itself is left untouched."""
     dtype = torch.bfloat16 if resolve_precision(precision) == "bf16" else torch.float32
     stamp = (dtype, tuple((p.data_ptr(), p._version) for p in generator.parameters()))
     cached = _FAST_COPIES.get(generator, {}).get(dtype)
@@ -217,7 +210,7 @@ def inference_copy(generator: Pix2PixGenerator, precision: str = "auto") -> Pix2
                 setattr(module, name, FastInstanceNorm(child))
             elif isinstance(child, (torch.nn.ReLU, torch.nn.LeakyReLU)):
                 child.inplace = True  # the input is a fresh convolution or norm output
-            elif isinstance(child, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+            elif isinstance(child, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear, torch.nn.Embedding)):
                 child.to(dtype)
     fast = fast.to(memory_format=torch.channels_last)
     _FAST_COPIES.setdefault(generator, {})[dtype] = (stamp, fast)

@@ -213,6 +213,13 @@ def test_side_by_side_pairs(tmp_path):
     swapped, _ = build_pair_dataset(tmp_path / "src", satellite_side="right", cache_dir=tmp_path / "d")
     assert list(swapped) == ["train"] and len(swapped["train"]) == 12
     assert np.array_equal(np.asarray(swapped["train"][0]["satellite"]), np.asarray(dsdict["train"][0]["map"]))
+    # the pix2pix layout: train/ and val/ folders become splits of their own
+    make_side_by_side(tmp_path / "p2p" / "train", rows=2, cols=2)
+    make_side_by_side(tmp_path / "p2p" / "val", rows=1, cols=2, seed=1)
+    folders, skipped = build_pair_dataset(tmp_path / "p2p", cache_dir=tmp_path / "e")
+    assert {s: len(d) for s, d in folders.items()} == {"train": 4, "val": 2} and len(skipped) == 2
+    with pytest.raises(ValueError, match="already has split folders \\(train, val\\); drop --test-rows"):
+        build_pair_dataset(tmp_path / "p2p", test_rows="1:2")
 
 
 def test_rasters_spatial_split_has_no_overlap(tmp_path):

@@ -190,3 +190,18 @@ def test_save_is_atomic(tmp_path, monkeypatch):
         g2.save_pretrained(tmp_path / "m")
     assert (tmp_path / "m" / "model.safetensors").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no temporary folders left
+
+
+def test_atomic_outputs_get_normal_permissions(tmp_path):
+    from rsgan_hub.io import atomic_dir, atomic_path
+
+    old = os.umask(0o022)
+    try:
+        with atomic_dir(tmp_path / "d") as d:
+            (d / "x").write_text("x")
+        with atomic_path(tmp_path / "f.txt") as f:
+            f.write_text("y")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644

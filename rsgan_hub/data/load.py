@@ -19,7 +19,7 @@ DATA_FILE_SUFFIXES = {".parquet", ".arrow", ".csv", ".json", ".jsonl"}
 HUB_ID = re.compile(r"[\w-][\w.-]*(/[\w-][\w.-]*)?")
 
 
-def _load_any(spec: str | os.PathLike, convert) -> DatasetDict:
+def _load_any(spec: str | os.PathLike, convert, cache_dir: str | None) -> DatasetDict:
     path = Path(spec)
     if path.is_dir():
         if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():  # save_to_disk
@@ -27,14 +27,14 @@ def _load_any(spec: str | os.PathLike, convert) -> DatasetDict:
             return loaded if isinstance(loaded, DatasetDict) else DatasetDict({"train": loaded})
         if any(p.suffix in DATA_FILE_SUFFIXES for folder in (path, path / "data") if folder.is_dir()
                for p in folder.iterdir()):  # a Hub-style folder (a downloaded dataset repo)
-            return load_dataset(str(path))
+            return load_dataset(str(path), cache_dir=cache_dir)
         return convert(path)[0]
     if path.exists():
         raise ValueError(f"{spec}: not a folder")
     if not HUB_ID.fullmatch(str(spec)):  # "./x", "/abs/x", "a/b/c" can only be folders
         raise ValueError(f"{spec}: no such folder")
     try:
-        return load_dataset(str(spec))
+        return load_dataset(str(spec), cache_dir=cache_dir)
     except Exception as err:  # offline, missing, private: the library raises many types; report one line
         raise ValueError(f"{spec}: no such folder, and loading it as a Hub dataset failed: "
                          f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from err
@@ -67,8 +67,9 @@ def load_scene_dataset(spec: str | os.PathLike, split: str | None = "train", ima
     """Scenes from a Hub id, a `rsgan dataset scenes` folder or a raw class tree -> `datasets.Dataset`
     with `image` (Image), `label` (ClassLabel; absent when the source has none) and, for two-level
     trees, `category`. Raw trees are split as the command does by default (10 % test, seed 0).
-    `split=None` returns the whole DatasetDict."""
-    dsdict = _load_any(spec, lambda path: build_scene_dataset(path, num_proc=num_proc, cache_dir=cache_dir))
+    `split=None` returns the whole DatasetDict; `cache_dir` defaults to the HF datasets cache."""
+    dsdict = _load_any(spec, lambda path: build_scene_dataset(path, num_proc=num_proc, cache_dir=cache_dir),
+                       cache_dir)
     columns = next(iter(dsdict.values())).column_names
     rename = {image_column: "image"}
     if label_column in columns:
@@ -91,7 +92,7 @@ def load_pair_dataset(spec: str | os.PathLike, split: str | None = "train", sate
     and `map` (Image), plus `row`/`col` for tiles. Other Hub datasets work through the column
     arguments (e.g. imageA/imageB). A raw folder without split folders or `test_rows` has only "train"."""
     dsdict = _load_any(spec, lambda path: build_pair_dataset(path, layout, satellite_side, tile, test_rows,
-                                                              num_proc=num_proc, cache_dir=cache_dir))
+                                                              num_proc=num_proc, cache_dir=cache_dir), cache_dir)
     dsdict = _standardize(dsdict, {satellite_column: "satellite", map_column: "map"},
                           ["satellite", "map", "row", "col"], spec)
     return _pick_split(dsdict, split)

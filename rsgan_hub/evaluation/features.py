@@ -12,6 +12,7 @@ neighbour); recall swaps the roles. Mode collapse shows as high precision with l
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -107,8 +108,10 @@ def fid_kid(real: torch.Tensor, fake: torch.Tensor, kid_subsets: int = 100, kid_
     fid = FrechetInceptionDistance(feature=Precomputed(real.shape[1]))  # accumulates in float64
     fid.update(real, real=True)
     fid.update(fake, real=False)
-    kid = KernelInceptionDistance(feature=Precomputed(real.shape[1]), subsets=kid_subsets,
-                                  subset_size=min(kid_subset_size, len(real), len(fake)))
+    with warnings.catch_warnings():  # "will save all extracted features": they are held here anyway
+        warnings.simplefilter("ignore", UserWarning)
+        kid = KernelInceptionDistance(feature=Precomputed(real.shape[1]), subsets=kid_subsets,
+                                      subset_size=min(kid_subset_size, len(real), len(fake)))
     kid.update(real.float(), real=True)
     kid.update(fake.float(), real=False)
     with torch.random.fork_rng():  # KID draws its subsets with the global RNG

@@ -10,13 +10,15 @@ map -> satellite. L1 and RMSE in 8-bit levels, PSNR and SSIM (torchmetrics, per 
 and FID/KID in the scene-feature space. Baseline: the "blurred mean" image - every map pixel painted
 with the mean satellite colour of its legend class, then Gaussian-blurred (sigma 4 px).
 
-The legend. Mumbai map tiles (Google-style rendering) were clustered in RGB (k-means, k = 10, on
-900,000 pixels of 300 tiles; `train/map_legend.py`) and the centres named by eye: background (58 % of
-pixels), building fill and outline (22 % + 4.5 %), road (11 %), water (1.3 %), zone fill (yellow
-commercial areas, 0.5 %) and labels (text and icons, 2.5 %). Vegetation is almost absent from these
-tiles (< 0.1 %, no cluster of its own); its prototype is the commonest green of the tiles. A pixel's
-class is that of its nearest prototype. Label pixels are ignored by the mean IoU: no translator can
-know the text. `MAP_LEGEND` also stores each class's mean satellite colour (for the baseline).
+The legend. The map halves of the Mumbai tiles (a Google-style rendering) were clustered in RGB
+(k-means, k = 10, 900,000 pixels of 300 tiles; `train/map_legend.py` redoes it) and the centres named
+by eye: background (58 % of pixels), building fill and outline (22 % + 4.5 %), road (11 %), water
+(1.3 %), zone fill (yellow commercial areas, 0.5 %) and labels (text and icons, 2.5 %). Background,
+building and road are only 6-14 levels apart, so some samples' k-means merges them; the prototypes are
+from a run that kept them apart. Vegetation is almost absent (< 0.1 % green pixels, no cluster of its
+own): its prototype is the commonest green of the tiles. A pixel's class is that of its nearest
+prototype; label pixels are ignored by the mean IoU (no translator can know the text). `MAP_LEGEND`
+also stores each class's mean satellite colour, for the map -> satellite baseline.
 """
 
 from __future__ import annotations
