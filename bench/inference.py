@@ -14,6 +14,7 @@ tiling (no overlap). Last, 16 DCGAN images at 128x128: `generate_images` in fp32
     python bench/inference.py                          # default U-Net (base 64), synthetic 7424^2 scene
     python bench/inference.py --base-channels 32       # the smaller configuration
     python bench/inference.py --model path/to/pix2pix --scene-input scene.tif
+    python bench/inference.py --threads 1 --skip-scene   # compute speed alone when other jobs load the CPU
 
 The last line is one JSON object: tile_ms_baseline, tile_ms, tile_speedup, scene_7424_s,
 scene_7424_peak_rss_mb, dcgan16_ms (and a few more keys for context).
@@ -95,7 +96,11 @@ def main() -> None:
     parser.add_argument("--scene-input", default=None, help="translate this raster instead of a synthetic scene")
     parser.add_argument("--skip-scene", action="store_true", help="tiles and DCGAN only")
     parser.add_argument("--dcgan", default=None, help="a saved DCGANGenerator (default: a fresh 128^2 one)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's); 1 shows compute speed on a machine others load")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     torch.manual_seed(0)
     generator = (Pix2PixGenerator.from_pretrained(args.model) if args.model
@@ -166,7 +171,7 @@ def main() -> None:
         "scene_7424_peak_rss_mb": None if scene_rss is None else round(scene_rss),
         "dcgan16_ms": round(dcgan_ms, 1), "dcgan16_ms_fp32": round(dcgan_baseline, 1),
         "base_channels": generator.down[0][0].out_channels, "params_m": round(params, 1), "precision": precision,
-        "load_average": round(os.getloadavg()[0], 1),
+        "threads": torch.get_num_threads(), "load_average": round(os.getloadavg()[0], 1),
     }))
 
 

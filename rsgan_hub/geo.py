@@ -170,7 +170,7 @@ def _open_raster(path: Path, bands: Sequence[int] | None, max_pixels: int | None
             for index, rgba in colormap.items():
                 palette[index] = rgba[:3]
         limits = None
-        if src.dtypes[bands[0] - 1] != "uint8" or any(src.dtypes[b - 1] != "uint8" for b in bands):
+        if any(src.dtypes[b - 1] != "uint8" for b in bands):  # the scaling rule, with whole-band statistics
             scale = min(1.0, STATS_SIDE / max(src.height, src.width))
             shape = (len(bands), max(1, round(src.height * scale)), max(1, round(src.width * scale)))
             limits = stretch_limits(src.read(bands, out_shape=shape, masked=True, resampling=Resampling.nearest))

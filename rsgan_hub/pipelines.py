@@ -173,21 +173,19 @@ def check_translator(generator: torch.nn.Module, direction: str | None = None) -
 
 
 class FastInstanceNorm(torch.nn.Module):
-    """nn.InstanceNorm2d(affine=True, track_running_stats=False) for inference: the same function,
-    computed as one scale-and-shift per (image, channel) so it stays in the input's dtype and
-    memory format (PyTorch's instance norm copies channels-last tensors); statistics in fp32."""
+    """nn.InstanceNorm2d(affine=True, track_running_stats=False) for inference, computed as a group
+    norm with one channel per group - the same function, but PyTorch's CPU group-norm kernel works on
+    channels-last bf16 directly (fp32 statistics and affine) in one pass, several times faster in our
+    measurements than instance norm (which copies channels-last input) or a var_mean + scale/shift."""
 
     def __init__(self, norm: torch.nn.InstanceNorm2d):
         super().__init__()
         self.eps = norm.eps
-        self.register_buffer("weight", norm.weight.detach().float().view(1, -1, 1, 1).clone())
-        self.register_buffer("bias", norm.bias.detach().float().view(1, -1, 1, 1).clone())
+        self.register_buffer("weight", norm.weight.detach().float().clone())
+        self.register_buffer("bias", norm.bias.detach().float().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        var, mean = torch.var_mean(x, dim=(2, 3), keepdim=True, correction=0)  # (B, C, 1, 1)
-        scale = self.weight * torch.rsqrt(var.float() + self.eps)
-        shift = self.bias - mean.float() * scale
-        return torch.addcmul(shift.to(x.dtype), x, scale.to(x.dtype))
+        return torch.nn.functional.group_norm(x, x.shape[1], self.weight, self.bias, self.eps)
 
 
 _FAST_COPIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -206,7 +204,7 @@ def inference_copy(generator: torch.nn.Module, precision: str = "auto") -> torch
     fast = copy.deepcopy(generator).eval()
     for module in list(fast.modules()):
         for name, child in module.named_children():
-            if isinstance(child, torch.nn.InstanceNorm2d):
+            if isinstance(child, torch.nn.InstanceNorm2d) and child.affine and not child.track_running_stats:
                 setattr(module, name, FastInstanceNorm(child))
             elif isinstance(child, (torch.nn.ReLU, torch.nn.LeakyReLU)):
                 child.inplace = True  # the input is a fresh convolution or norm output

@@ -10,8 +10,8 @@ rises as sin^2 across the overlap with its neighbour and is 1 elsewhere, so neig
 to one and the blend is smooth. Pixels covered by a single tile are that tile's prediction exactly.
 
 Memory is bounded by one row of tiles: the scene is read, translated and emitted one strip at a
-time (`translate_rows`), so a 7424 x 7424 scene needs about `tile * width * 4 * 8` bytes of
-accumulators on top of the model, whatever its height.
+time (`translate_rows`), so beside the model a scene needs one input strip and a float32 accumulator
+of `tile x width x 3` (23 MB for a 7424-pixel-wide scene), whatever its height.
 """
 
 from __future__ import annotations

@@ -150,14 +150,19 @@ def test_pix2pix_killed_and_resumed(data, tmp_path):
     assert latest >= 6
 
     result = check(launch("pix2pix.py", [*args, "--resume_from_checkpoint", "latest", "--max_train_steps",
-                                         str(latest + 3)], tmp_path))
+                                         str(latest + 4)], tmp_path))
     assert f"resuming from {out / f'checkpoint-{latest}'} (step {latest})" in result.stdout
-    assert logged_steps(out) == list(range(1, latest + 4))  # rows after the checkpoint were dropped and redone
-    assert len((out / "losses.csv").read_text().splitlines()) == 1 + 4 * (latest + 3)  # no step logged twice
+    assert logged_steps(out) == list(range(1, latest + 5))  # rows after the checkpoint were dropped and redone
+    assert len((out / "losses.csv").read_text().splitlines()) == 1 + 4 * (latest + 4)  # no step logged twice
     assert killed_at >= latest
     card = (out / "README.md").read_text()
-    assert f"for {latest + 3} optimizer steps" in card and "the last session ran 3 of the steps" in card
+    assert f"for {latest + 4} optimizer steps" in card and "the last session ran 4 of the steps" in card
     assert Pix2PixGenerator.from_pretrained(out).direction == "sat2map"
+    # resuming a finished run at its last step only saves: how a run stopped early is finished
+    check(launch("pix2pix.py", [*args, "--resume_from_checkpoint", "latest", "--max_train_steps", str(latest + 4)],
+                 tmp_path))
+    assert "the last session ran 0 of the steps" in (out / "README.md").read_text()
+    assert logged_steps(out)[-1] == latest + 4
 
 
 def test_bad_flags_fail_clearly(data, tmp_path):

@@ -246,6 +246,8 @@ def main(config: TrainConfig) -> None:
         batches = accelerator.skip_first_batches(train_dataloader, skip_batches) if epoch == first_epoch \
             else train_dataloader
         for batch in batches:
+            if global_step >= max_train_steps:  # also when resuming a finished run: just save
+                break
             real = batch["image"].to(memory_format=memory_format)  # (B, 3, S, S)
             labels = batch["label"] if num_classes else None  # (B,) or None
             z = torch.randn(real.shape[0], config.latent_dim, device=device)
@@ -290,8 +292,6 @@ def main(config: TrainConfig) -> None:
                 save_checkpoint(accelerator, output_dir, global_step, config.checkpoints_total_limit)
             if accelerator.is_main_process and global_step % config.sample_every == 0:
                 sample_grid(release_generator(), output_dir / "samples" / f"step_{global_step:07d}.png")
-            if global_step >= max_train_steps:
-                break
         skip_batches = 0
         if global_step >= max_train_steps:
             break

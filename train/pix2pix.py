@@ -203,6 +203,8 @@ def main(config: TrainConfig) -> None:
         batches = accelerator.skip_first_batches(train_dataloader, skip_batches) if epoch == first_epoch \
             else train_dataloader
         for batch in batches:
+            if global_step >= max_train_steps:  # also when resuming a finished run: just save
+                break
             source = batch[source_column].to(memory_format=memory_format)  # (B, 3, crop, crop)
             target = batch[target_column].to(memory_format=memory_format)
             with accelerator.accumulate(generator, discriminator):
@@ -250,8 +252,6 @@ def main(config: TrainConfig) -> None:
                 save_checkpoint(accelerator, output_dir, global_step, config.checkpoints_total_limit)
             if accelerator.is_main_process and global_step % config.sample_every == 0:
                 sample_grid(release_generator(), output_dir / "samples" / f"step_{global_step:07d}.png")
-            if global_step >= max_train_steps:
-                break
         skip_batches = 0
         if global_step >= max_train_steps:
             break
