@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import sys
+import time
 import typing
 from collections import defaultdict
 from pathlib import Path
@@ -88,12 +89,13 @@ def distributed_on_cpu() -> bool:
 
 
 # ---- checkpoints ---------------------------------------------------------------------------------
-def save_checkpoint(accelerator, output_dir: str | os.PathLike, step: int, total_limit: int | None) -> Path:
+def save_checkpoint(accelerator, output_dir: str | os.PathLike, step: int, total_limit: int | None,
+                    extra: dict | None = None) -> Path:
     """`accelerator.save_state` -> output_dir/checkpoint-<step>, complete or not at all.
 
     Every process writes into `.checkpoint-<step>.tmp` (models, optimizers, schedulers, EMA and its
-    own RNG state); after a barrier the main process renames it and deletes the oldest checkpoints
-    beyond `total_limit`. Must be called on every process.
+    own RNG state; `extra` goes to training_state.json); after a barrier the main process renames it
+    and deletes the oldest checkpoints beyond `total_limit`. Must be called on every process.
     """
     output_dir = Path(output_dir)
     final, tmp = output_dir / f"checkpoint-{step}", output_dir / f".checkpoint-{step}.tmp"
@@ -103,6 +105,7 @@ def save_checkpoint(accelerator, output_dir: str | os.PathLike, step: int, total
     accelerator.save_state(str(tmp))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        (tmp / "training_state.json").write_text(json.dumps(extra or {}))
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -111,6 +114,12 @@ def save_checkpoint(accelerator, output_dir: str | os.PathLike, step: int, total
                 shutil.rmtree(old)
     accelerator.wait_for_everyone()
     return final
+
+
+def load_training_state(checkpoint: Path | None) -> dict:
+    """The `extra` dict saved with a checkpoint ({} for none, or for checkpoints without one)."""
+    path = Path(checkpoint or "") / "training_state.json"
+    return json.loads(path.read_text()) if checkpoint is not None and path.is_file() else {}
 
 
 def list_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
@@ -135,6 +144,21 @@ def find_checkpoint(output_dir: str | os.PathLike, resume_from: str | None) -> t
         if not path.is_dir() or not CHECKPOINT.match(path.name):
             raise ValueError(f"--resume_from_checkpoint {resume_from}: not a checkpoint-<step> folder")
     return path, int(CHECKPOINT.match(path.name)[1])
+
+
+class TrainingClock:
+    """Training wall-clock time summed over resumed sessions (saved with each checkpoint), so the
+    model card states the time the weights really took."""
+
+    def __init__(self, previous: float = 0.0):
+        self.previous, self.start = previous, time.time()
+
+    def session(self) -> float:
+        return time.time() - self.start
+
+    def total(self) -> float:
+        return self.previous + self.session()
+
 
 
 # ---- loss log, curves and samples ----------------------------------------------------------------
@@ -194,10 +218,11 @@ def save_grid(images: torch.Tensor, path: str | os.PathLike, columns: int | None
 
 
 def training_markdown(config: Any, steps: int, images_seen: int, session_steps: int, seconds: float,
-                      hardware: str) -> str:
+                      hardware: str, total_seconds: float | None = None) -> str:
     """The model card's Training section: data, steps, time, hardware and the full recipe."""
     recipe = "\n".join(f"- `{k}`: `{json.dumps(v)}`" for k, v in dataclasses.asdict(config).items())
     data = config.dataset_name or f"`{config.dataset}`"
+    total = f"{total_seconds / 60:.1f} minutes of training in all; " if total_seconds is not None else ""
     return (f"Trained with `{Path(sys.argv[0]).name}` (preset `{config.preset}`) on {data} for {steps} optimizer "
-            f"steps ({images_seen} training images seen), on {hardware}; the last session ran {session_steps} "
-            f"of the steps in {seconds / 60:.1f} minutes.\n\nFull configuration:\n\n{recipe}")
+            f"steps ({images_seen} training images seen), on {hardware}: {total}the last session ran "
+            f"{session_steps} of the steps in {seconds / 60:.1f} minutes.\n\nFull configuration:\n\n{recipe}")

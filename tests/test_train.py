@@ -148,6 +148,7 @@ def test_pix2pix_killed_and_resumed(data, tmp_path):
     (out / ".checkpoint-100000.tmp" / "model.safetensors").write_bytes(b"partial")
     latest = max(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*"))
     assert latest >= 6
+    assert json.loads((out / f"checkpoint-{latest}" / "training_state.json").read_text())["train_seconds"] > 0
 
     result = check(launch("pix2pix.py", [*args, "--resume_from_checkpoint", "latest", "--max_train_steps",
                                          str(latest + 4)], tmp_path))
