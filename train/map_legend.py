@@ -36,7 +36,8 @@ class LegendConfig:
     seed: int = flag(0, "seed of the sampling and the k-means++ seeding")
 
 
-def kmeans(points: torch.Tensor, k: int, iterations: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def kmeans(points: torch.Tensor, k: int, iterations: int,
+           generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, 3) points -> (k, 3) centres and (N,) assignments; k-means++ seeding, then Lloyd iterations."""
     centres = points[torch.randint(len(points), (1,), generator=generator)]
     for _ in range(k - 1):

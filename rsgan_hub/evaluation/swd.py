@@ -67,7 +67,8 @@ def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, generator: torch.Genera
     """Mean 1-D Wasserstein distance of (N, d) and (N, d) along 4 x 128 random unit directions (the
     reference's numbers)."""
     if a.shape != b.shape:
-        raise ValueError(f"sliced Wasserstein needs equal-sized descriptor sets, got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise ValueError(f"sliced Wasserstein needs equal-sized descriptor sets, got {tuple(a.shape)} and "
+                         f"{tuple(b.shape)}")
     distances = []
     for _ in range(repeats):
         directions = torch.randn(a.shape[1], directions_per_repeat, generator=generator)
