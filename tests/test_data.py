@@ -23,6 +23,12 @@ def encoded(image: Image.Image, fmt: str, **kwargs) -> bytes:
     return buffer.getvalue()
 
 
+def stretched_2_98(band: np.ndarray) -> np.ndarray:
+    """The documented 16-bit rule, written out independently: 2nd percentile -> 0, 98th -> 255."""
+    low, high = np.percentile(band, [2, 98])
+    return np.clip(np.round((band.astype(np.float64) - low) * 255 / (high - low)), 0, 255).astype(np.uint8)
+
+
 def make_rsicb_tree(root: Path, seed: int = 0) -> dict:
     """`category/class/*.tif` like RSI-CB, with every kind of bad and convertible file.
 
@@ -48,7 +54,7 @@ def make_rsicb_tree(root: Path, seed: int = 0) -> dict:
     put("transportation/avenue/avenue_cmyk.tif", encoded(cmyk, "TIFF"), cmyk.convert("RGB"))
     grey16 = rng.integers(0, 65536, (24, 24)).astype(np.uint16)
     put("transportation/avenue/avenue_16bit.tif", encoded(Image.fromarray(grey16), "TIFF"),
-        np.repeat(np.round(grey16 / 257).astype(np.uint8)[:, :, None], 3, axis=2))
+        np.repeat(stretched_2_98(grey16)[:, :, None], 3, axis=2))
     for i in range(3):
         img = noise(rng, 24, 24, (0, 0, 40))
         put(f"vegetation/forest/forest({i}).tif", encoded(img, "TIFF"), img)

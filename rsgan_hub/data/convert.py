@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import contextlib
 import warnings
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -24,7 +25,8 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 from datasets import Image as ImageFeature
 from PIL import Image
 
-from .clean import IMAGE_SUFFIXES, _read, clean_image, encode_rgb, to_rgb_array
+from ..geo import open_scene
+from .clean import IMAGE_SUFFIXES, _read, clean_image, encode_rgb
 
 CONVERTER_VERSION = "1"  # part of the on-the-fly cache key: bump when the conversion changes its output
 GRID_NAME = re.compile(r"_(\d+)_(\d+)$")  # "data_04_13.jpg" -> tile row 4, col 13 (the Mumbai tiles)
@@ -169,31 +171,34 @@ def _open_rasters(src: Path) -> tuple[Path, Path]:
 
 
 def _raster_examples(rows: list[int], satellite: str, map_path: str, tile: int) -> Iterator[dict]:
-    """Tiles of one band of rows at a time: windowed reads, never the whole raster in memory."""
+    """Tiles of one band of rows at a time, read through `rsgan_hub.geo` (windowed reads, the same
+    band choice and 16-bit rule as `rsgan translate`), never the whole raster in memory."""
     import rasterio
-    from rasterio.windows import Window
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-        with rasterio.open(satellite) as sat_src, rasterio.open(map_path) as map_src:
-            for row in rows:
-                window = Window(0, row * tile, sat_src.width - sat_src.width % tile, tile)
-                try:
-                    bands = [np.moveaxis(s.read(window=window), 0, -1) for s in (sat_src, map_src)]  # (tile, W, C)
-                except rasterio.errors.RasterioIOError:  # a damaged stretch of a file: skip its tiles only
-                    bands = None
-                for col in range(window.width // tile):
-                    crops = [to_rgb_array(b[:, col * tile:(col + 1) * tile]) for b in bands] if bands else [
-                        "unreadable raster data"]
-                    reason = next((c for c in crops if isinstance(c, str)), None)
-                    if reason is None and crops[0].min() == crops[0].max():
+    with contextlib.ExitStack() as stack:
+        try:
+            scenes = [stack.enter_context(open_scene(p, max_pixels=None)) for p in (satellite, map_path)]
+        except ValueError:  # undecodable as a whole (e.g. a truncated PNG): every tile is skipped
+            scenes = None
+        width, _ = _check_coregistered(Path(satellite), Path(map_path))  # from the headers, even if undecodable
+        width -= width % tile
+        for row in rows:
+            try:  # (tile, width, 3) uint8 strips
+                strips = [s.read_rows(row * tile, (row + 1) * tile) for s in scenes] if scenes else None
+            except rasterio.errors.RasterioIOError:  # a damaged stretch of a file: skip its tiles only
+                strips = None
+            for col in range(width // tile):
+                reason = None if strips else "unreadable raster data"
+                if strips:
+                    crops = [np.ascontiguousarray(s[:, col * tile:(col + 1) * tile]) for s in strips]
+                    if crops[0].min() == crops[0].max():
                         reason = "blank satellite tile (no data)"
-                    if reason:
-                        yield {"satellite": None, "map": None, "row": row, "col": col,
-                               "_skip": f"{reason}|tile row {row} col {col}"}
-                    else:
-                        yield {"satellite": encode_rgb(Image.fromarray(crops[0])),
-                               "map": encode_rgb(Image.fromarray(crops[1])), "row": row, "col": col, "_skip": None}
+                if reason:
+                    yield {"satellite": None, "map": None, "row": row, "col": col,
+                           "_skip": f"{reason}|tile row {row} col {col}"}
+                else:
+                    yield {"satellite": encode_rgb(Image.fromarray(crops[0])),
+                           "map": encode_rgb(Image.fromarray(crops[1])), "row": row, "col": col, "_skip": None}
 
 
 def _check_coregistered(satellite: Path, map_path: Path) -> tuple[int, int]:
