@@ -171,8 +171,9 @@ def _open_rasters(src: Path) -> tuple[Path, Path]:
 
 
 def _raster_examples(rows: list[int], satellite: str, map_path: str, tile: int) -> Iterator[dict]:
-    """Tiles of one band of rows at a time, read through `rsgan_hub.geo` (windowed reads, the same
-    band choice and 16-bit rule as `rsgan translate`), never the whole raster in memory."""
+    """Tiles of one band of rows at a time, read through `rsgan_hub.geo` (the same band choice and
+    16-bit rule as `rsgan translate`): TIFF rasters stream through windowed reads; PNG/JPEG rasters
+    are decoded whole once (Pillow cannot read windows; 7424² RGB is 165 MB)."""
     import rasterio
 
     with contextlib.ExitStack() as stack:
