@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,6 @@ import torch
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, PyTorchModelHubMixin, constants, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
 
-from ..io import atomic_dir
 
 REPO_URL = "https://github.com/rsgan-hub/rsgan_hub"  # placeholder until the project has a public home
 LICENSE = "apache-2.0"
@@ -106,20 +105,21 @@ class HubModel(torch.nn.Module, PyTorchModelHubMixin, library_name=LIBRARY_NAME,
         (Path(save_directory) / constants.CONFIG_NAME).write_text(json.dumps(config, sort_keys=True, indent=2))
 
     def save_pretrained(self, save_directory: str | Path, **kwargs: Any) -> str | None:
-        """Save `model.safetensors`, `config.json` and `README.md` atomically.
+        """Save `model.safetensors`, `config.json` and `README.md`, each file atomically.
 
         `model_card_kwargs` may hold `training` (markdown), `metrics` (dict name -> value),
         `dataset` (id), `dataset_split`, `sample_image` (a file name inside the folder, e.g. a grid
-        copied there first) and `repo_id` (for the usage snippet). An existing folder is replaced
-        only once the new one is complete.
+        copied there first) and `repo_id` (for the usage snippet). The files are written in a
+        temporary folder beside `save_directory` and moved in one by one, so a failed save leaves
+        the previous files intact, and other files in the folder (checkpoints, logs) are untouched.
         """
         save_directory = Path(save_directory)
         push = kwargs.pop("push_to_hub", False)
-        with atomic_dir(save_directory) as tmp:
-            if save_directory.is_dir():  # keep extra files (sample grids, logs) already there
-                shutil.copytree(save_directory, tmp, dirs_exist_ok=True)
-                (tmp / "README.md").unlink(missing_ok=True)
+        save_directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=f".{save_directory.name}.", dir=save_directory.parent) as tmp:
             super().save_pretrained(tmp, **kwargs)
+            for name in (constants.SAFETENSORS_SINGLE_FILE, constants.CONFIG_NAME, "README.md"):
+                os.replace(Path(tmp) / name, save_directory / name)
         if push:
             return self.push_to_hub(kwargs.get("repo_id") or save_directory.name,
                                     model_card_kwargs=kwargs.get("model_card_kwargs"))
