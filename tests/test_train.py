@@ -159,10 +159,14 @@ def test_pix2pix_killed_and_resumed(data, tmp_path):
     card = (out / "README.md").read_text()
     assert f"for {latest + 4} optimizer steps" in card and "the last session ran 4 of the steps" in card
     assert Pix2PixGenerator.from_pretrained(out).direction == "sat2map"
-    # resuming a finished run at its last step only saves: how a run stopped early is finished
-    check(launch("pix2pix.py", [*args, "--resume_from_checkpoint", "latest", "--max_train_steps", str(latest + 4)],
-                 tmp_path))
-    assert "the last session ran 0 of the steps" in (out / "README.md").read_text()
+    # resuming a finished run at its last step only saves: how a run stopped early is finished; with
+    # --eval_split the final generator is scored by rsgan_hub.evaluation and the card records it
+    result = check(launch("pix2pix.py", [*args, "--resume_from_checkpoint", "latest", "--max_train_steps",
+                                         str(latest + 4), "--eval_split", "train"], tmp_path))
+    assert "pixel_acc_16" in result.stdout
+    card = (out / "README.md").read_text()
+    assert "the last session ran 0 of the steps" in card
+    assert "model-index" in card and "pixel_acc_16" in card and "legend_miou" in card
     assert logged_steps(out)[-1] == latest + 4
 
 

@@ -14,7 +14,6 @@ Batch norm is per process (as DDP does by default); `--sync_batchnorm` switches 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -324,13 +323,13 @@ def main(config: TrainConfig) -> None:
 
 
 def evaluate(generator: DCGANGenerator, config: TrainConfig) -> dict:
-    """Scalar metrics of the final generator on `config.eval_split` (rsgan_hub.evaluation)."""
-    from rsgan_hub.evaluation.scenes import evaluate_scene_generator
+    """The model's metrics on `config.eval_split` (rsgan_hub.evaluation), printed beside real-vs-real."""
+    from rsgan_hub.evaluation import card_metrics, evaluate_scene_generator, format_table
 
-    scores = evaluate_scene_generator(generator, config.dataset, split=config.eval_split,
-                                      label_column=config.label_column, seed=config.seed)
-    print("evaluation:", json.dumps(scores, default=str))
-    return {k: v for k, v in scores.items() if isinstance(v, (int, float))}  # the card's table: flat numbers
+    results = evaluate_scene_generator(generator, config.dataset, split=config.eval_split,
+                                       label_column=config.label_column, seed=config.seed)
+    print(format_table(results, title=f"evaluation on the {config.eval_split} split"))
+    return card_metrics(results)  # the card's table: the model's own numbers
 
 
 if __name__ == "__main__":

@@ -267,7 +267,7 @@ def main(config: TrainConfig) -> None:
         loss_log.plot(output_dir / "loss_curves.png", title=f"pix2pix {config.direction} ({config.preset} recipe)")
         metrics = {}
         if config.eval_split:
-            metrics = evaluate(final, config)  # hook for rsgan_hub.evaluation (issue 5)
+            metrics = evaluate(final, config)
         training = training_markdown(config, global_step, global_step * total_batch, global_step - start_step,
                                      clock.session(), f"{accelerator.num_processes} process(es) on "
                                      f"{accelerator.device.type}", total_seconds=clock.total())
@@ -285,15 +285,14 @@ def main(config: TrainConfig) -> None:
 
 
 def evaluate(generator: Pix2PixGenerator, config: TrainConfig) -> dict:
-    """Metrics of the final generator on `config.eval_split` via rsgan_hub.evaluation, when available."""
-    try:
-        from rsgan_hub.evaluation import evaluate_translator
-    except ImportError:
-        print("rsgan_hub.evaluation.evaluate_translator is not available; skipping evaluation")
-        return {}
+    """The model's metrics on `config.eval_split` (rsgan_hub.evaluation), printed beside the baseline."""
+    from rsgan_hub.evaluation import card_metrics, evaluate_translator, format_table
+
     dataset = load_pair_dataset(config.dataset, split=config.eval_split, satellite_column=config.satellite_column,
                                 map_column=config.map_column)
-    return evaluate_translator(generator, dataset, split=config.eval_split)
+    results = evaluate_translator(generator, dataset, split=config.eval_split)
+    print(format_table(results, title=f"evaluation on the {config.eval_split} split"))
+    return card_metrics(results)  # the card's table: the model's own numbers
 
 
 if __name__ == "__main__":
