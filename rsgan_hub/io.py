@@ -47,7 +47,8 @@ def make_grid(images: Sequence[Image.Image], columns: int | None = None, padding
     return grid
 
 
-def _umask() -> int:
+def umask() -> int:
+    """The process's file-creation mask (read without changing it)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -60,7 +61,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the result should look like any new file
+    os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600; the result should look like any new file
     try:
         yield Path(tmp)
         os.replace(tmp, path)
@@ -79,7 +80,7 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Path
         raise FileExistsError(f"{path} exists")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
+    os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes 0700
     try:
         yield tmp
         if path.exists():

@@ -201,7 +201,11 @@ def test_atomic_outputs_get_normal_permissions(tmp_path):
             (d / "x").write_text("x")
         with atomic_path(tmp_path / "f.txt") as f:
             f.write_text("y")
+        g, _ = tiny_dcgan(64)
+        g.save_pretrained(tmp_path / "m")
     finally:
         os.umask(old)
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
     assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
+    assert {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "m").iterdir()} == {
+        "model.safetensors": 0o644, "config.json": 0o644, "README.md": 0o644}

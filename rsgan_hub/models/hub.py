@@ -25,6 +25,8 @@ import torch
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, PyTorchModelHubMixin, constants, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
 
+from ..io import umask
+
 
 REPO_URL = "https://github.com/rsgan-hub/rsgan_hub"  # placeholder until the project has a public home
 LICENSE = "apache-2.0"
@@ -119,6 +121,7 @@ class HubModel(torch.nn.Module, PyTorchModelHubMixin, library_name=LIBRARY_NAME,
         with tempfile.TemporaryDirectory(prefix=f".{save_directory.name}.", dir=save_directory.parent) as tmp:
             super().save_pretrained(tmp, **kwargs)
             for name in (constants.SAFETENSORS_SINGLE_FILE, constants.CONFIG_NAME, "README.md"):
+                os.chmod(Path(tmp) / name, 0o666 & ~umask())  # safetensors writes 0600; publish like any file
                 os.replace(Path(tmp) / name, save_directory / name)
         if push:
             return self.push_to_hub(kwargs.get("repo_id") or save_directory.name,
