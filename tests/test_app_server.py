@@ -249,5 +249,5 @@ def test_about_tab_names_the_sources(server):
 
 def test_a_named_model_that_does_not_load_stops_the_app_with_one_line(tmp_path):
     out = subprocess.run([sys.executable, str(ROOT / "app.py"), "--sat2map", str(tmp_path / "missing")],
-                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+                         capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert out.returncode == 1 and out.stderr.strip() == f"app.py: error: {tmp_path / 'missing'}: no such folder"
