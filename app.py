@@ -14,6 +14,7 @@ in bytes (by Gradio, before they are stored) and in pixels (from the file header
 from __future__ import annotations
 
 import argparse
+import ctypes
 import functools
 import os
 import re
@@ -371,7 +372,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """glibc gives busy threads malloc arenas of their own (up to 8 per core); Gradio's worker threads then
+    keep freed tile and image buffers in several arenas and the server's RSS creeps up under load."""
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-8, arenas)  # -8: M_ARENA_MAX
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to tune
+        pass
+
+
 if __name__ == "__main__":
+    limit_malloc_arenas()
     args = parse_args()
     MAX_PIXELS = args.max_pixels  # read by the predict functions at call time
     try:
