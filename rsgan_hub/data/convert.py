@@ -170,7 +170,7 @@ def _open_rasters(src: Path) -> tuple[Path, Path]:
     return sats[0], maps[0]
 
 
-def _raster_examples(rows: list[int], satellite: str, map_path: str, tile: int) -> Iterator[dict]:
+def _raster_examples(rows: list[int], satellite: str, map_path: str, tile: int, width: int) -> Iterator[dict]:
     """Tiles of one band of rows at a time, read through `rsgan_hub.geo` (the same band choice and
     16-bit rule as `rsgan translate`): TIFF rasters stream through windowed reads; PNG/JPEG rasters
     are decoded whole once (Pillow cannot read windows; 7424² RGB is 165 MB)."""
@@ -181,8 +181,7 @@ def _raster_examples(rows: list[int], satellite: str, map_path: str, tile: int) 
             scenes = [stack.enter_context(open_scene(p, max_pixels=None)) for p in (satellite, map_path)]
         except ValueError:  # undecodable as a whole (e.g. a truncated PNG): every tile is skipped
             scenes = None
-        width, _ = _check_coregistered(Path(satellite), Path(map_path))  # from the headers, even if undecodable
-        width -= width % tile
+        width -= width % tile  # the raster's width, from its header (known even when it cannot be decoded)
         for row in rows:
             try:  # (tile, width, 3) uint8 strips
                 strips = [s.read_rows(row * tile, (row + 1) * tile) for s in scenes] if scenes else None
@@ -269,7 +268,8 @@ def build_pair_dataset(src: str | os.PathLike, layout: str = "side-by-side", sat
         test = set(range(*band)) if band else set()
         rows = {"rows": {"train": [r for r in range(n_rows) if r not in test], "test": sorted(test)}}
         features.update(row=Value("int32"), col=Value("int32"))
-        generator, kwargs = _raster_examples, {"satellite": str(satellite), "map_path": str(map_path), "tile": tile}
+        generator, kwargs = _raster_examples, {"satellite": str(satellite), "map_path": str(map_path), "tile": tile,
+                                               "width": width}
         key = _listing_key(src, "rasters", tile, band)
     else:
         raise ValueError(f"layout must be 'side-by-side' or 'two-rasters', got {layout!r}")
