@@ -1,11 +1,16 @@
 """Training throughput: our step beside a plain baseline step, same networks, data and batch size.
 
-The baseline trains the way the reference scripts do: fp32, contiguous (NCHW) tensors. Ours is
-what `train/dcgan.py` and `train/pix2pix.py` do under `accelerate launch --mixed_precision bf16`:
-bf16 autocast, channels_last (oneDNN's fast bf16 convolutions on AVX512-BF16/AMX CPUs) and the fused
-Adam kernel (at batch 1 the pix2pix step is dominated by the optimizer's passes over 54 M weights). The two
-step functions are otherwise the same D step + G step, and rounds alternate between them, so load
-from other processes hits both alike. Networks: the seed DCGAN at 128² (batch 64) and the paper's
+The baseline trains the way the reference scripts do: fp32, contiguous (NCHW) tensors, torch.nn's
+convolution layers, the default (for-loop) Adam, one D call per image pair. Ours is what
+`train/dcgan.py` and `train/pix2pix.py` do under `accelerate launch --mixed_precision bf16`: bf16
+autocast, channels_last activations (oneDNN's fast bf16 convolutions on AVX512-BF16/AMX CPUs), the
+fused Adam kernel; for pix2pix also the U-Net's `GemmConv2d` / `GemmConvTranspose2d` layers (its
+small inner layers as one matrix product, `rsgan_hub/models/layers.py`), weights left contiguous
+(fused Adam would copy channels_last weights on every step: 54 M of them at batch 1) and the real
+and fake pairs through D in one call. Both steps freeze D for the G step (as the reference pix2pix
+and our scripts do; pytorch/examples' DCGAN also computes D's gradients there, which would only slow
+the baseline). Rounds alternate between the two, so load from other processes hits both alike.
+Networks: the seed DCGAN at 128² (batch 64) and the paper's
 pix2pix at 256² (batch 1). Speedups are medians of per-round ratios; on a shared machine the
 per-CPU-second rates printed per round are the steadier comparison. The last line is one JSON object:
 
@@ -25,6 +30,7 @@ import torch
 
 from rsgan_hub.losses import bce_discriminator_loss, bce_generator_loss, l1_loss
 from rsgan_hub.models import DCGANDiscriminator, DCGANGenerator, PatchDiscriminator, Pix2PixGenerator
+from rsgan_hub.models.layers import reference_layers
 
 
 class Trainer:
@@ -37,9 +43,13 @@ class Trainer:
             self.generator, self.discriminator = DCGANGenerator(), DCGANDiscriminator()
         else:
             self.generator, self.discriminator = Pix2PixGenerator(), PatchDiscriminator()
+        if not fast:
+            reference_layers(self.generator)  # plain nn.Conv2d / nn.ConvTranspose2d, same weights
         self.memory_format = torch.channels_last if fast else torch.contiguous_format
         for model in (self.generator, self.discriminator):
-            model.train().to(memory_format=self.memory_format)
+            model.train()
+            if kind == "dcgan":  # as train/dcgan.py; train/pix2pix.py keeps weights contiguous (see above)
+                model.to(memory_format=self.memory_format)
         # ours: the fused Adam kernel (one pass over the parameters), as in the training scripts
         self.optimizer_g = torch.optim.Adam(self.generator.parameters(), lr=2e-4, betas=(0.5, 0.999), fused=fast)
         self.optimizer_d = torch.optim.Adam(self.discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999), fused=fast)
@@ -57,22 +67,29 @@ class Trainer:
             self.optimizer_d.zero_grad()
             loss_d.backward()
             self.optimizer_d.step()
+            self.discriminator.requires_grad_(False)
             with self.autocast():
                 loss_g = bce_generator_loss(self.discriminator(fake))
         else:
             source, target = batch
             with self.autocast():
                 fake = self.generator(source)
-                loss_d = 0.5 * bce_discriminator_loss(self.discriminator(torch.cat([source, target], 1)),
-                                                      self.discriminator(torch.cat([source, fake.detach()], 1)))
+                real, fake_pair = torch.cat([source, target], 1), torch.cat([source, fake.detach()], 1)
+                if self.fast:  # train/pix2pix.py: both pairs in one D call (instance norm: per image)
+                    real_logits, fake_logits = self.discriminator(torch.cat([real, fake_pair])).chunk(2)
+                else:  # the reference: two calls
+                    real_logits, fake_logits = self.discriminator(real), self.discriminator(fake_pair)
+                loss_d = 0.5 * bce_discriminator_loss(real_logits, fake_logits)
             self.optimizer_d.zero_grad()
             loss_d.backward()
             self.optimizer_d.step()
+            self.discriminator.requires_grad_(False)
             with self.autocast():
                 loss_g = bce_generator_loss(self.discriminator(torch.cat([source, fake], 1))) + 100 * l1_loss(fake, target)
         self.optimizer_g.zero_grad()
         loss_g.backward()
         self.optimizer_g.step()
+        self.discriminator.requires_grad_(True)
 
 
 def measure(kind: str, batch_size: int, rounds: int, steps_per_round: int) -> tuple[float, float, float]:

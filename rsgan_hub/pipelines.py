@@ -29,6 +29,7 @@ from PIL import Image
 from .geo import DEFAULT_MAX_PIXELS, check_size, open_scene, output_format, to_rgb8, write_scene
 from .io import tensor_to_pil
 from .models import DCGANGenerator, Pix2PixGenerator
+from .models.layers import PhaseConvTranspose2d, ResizeConv2d
 from .tiling import check_tiling, translate_rows
 
 PRECISIONS = ("auto", "bf16", "fp32")
@@ -173,10 +174,14 @@ def check_translator(generator: torch.nn.Module, direction: str | None = None) -
 
 
 class FastInstanceNorm(torch.nn.Module):
-    """nn.InstanceNorm2d(affine=True, track_running_stats=False) for inference, computed as a group
-    norm with one channel per group - the same function, but PyTorch's CPU group-norm kernel works on
-    channels-last bf16 directly (fp32 statistics and affine) in one pass, several times faster in our
-    measurements than instance norm (which copies channels-last input) or a var_mean + scale/shift."""
+    """nn.InstanceNorm2d(affine=True, track_running_stats=False) for inference on channels-last bf16.
+
+    Two kernels compute it; which is fast depends on the shape (measured on this project's 2-core
+    AVX512-BF16 CPU, 8 tiles of the U-Net): a group norm with one channel per group works on
+    channels-last bf16 directly in one pass (0.3 ms at 256 channels x 32^2, where instance norm takes
+    1.3 ms), but when the image has fewer pixels than channels it is over 10x slower than instance norm
+    (15 ms against 1 ms at 512 x 16^2). So: group norm while H * W > C, instance norm otherwise.
+    Statistics and the affine transform are in fp32 either way."""
 
     def __init__(self, norm: torch.nn.InstanceNorm2d):
         super().__init__()
@@ -185,7 +190,10 @@ class FastInstanceNorm(torch.nn.Module):
         self.register_buffer("bias", norm.bias.detach().float().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.group_norm(x, x.shape[1], self.weight, self.bias, self.eps)
+        if x.shape[-2] * x.shape[-1] > x.shape[1]:
+            return torch.nn.functional.group_norm(x, x.shape[1], self.weight, self.bias, self.eps)
+        out = torch.nn.functional.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
+        return out.contiguous(memory_format=torch.channels_last)
 
 
 _FAST_COPIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -194,14 +202,23 @@ _FAST_COPIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def inference_copy(generator: torch.nn.Module, precision: str = "auto") -> torch.nn.Module:
     """A copy of a generator prepared for CPU inference: eval mode, channels-last, convolution, linear
     and embedding weights in bf16 (or fp32; batch norm keeps fp32 statistics), `FastInstanceNorm`,
-    in-place activations. Cached per generator and precision and rebuilt when its weights change;
-    the generator itself is left untouched."""
+    `ResizeConv2d` with its folded weight precomputed, `PhaseConvTranspose2d` for a final transposed
+    convolution to a few channels, in-place activations. Cached per generator and
+    precision and rebuilt when its weights change; the generator itself is left untouched."""
     dtype = torch.bfloat16 if resolve_precision(precision) == "bf16" else torch.float32
     stamp = (dtype, tuple((p.data_ptr(), p._version) for p in generator.parameters()))
     cached = _FAST_COPIES.get(generator, {}).get(dtype)
     if cached is not None and cached[0] == stamp:
         return cached[1]
     fast = copy.deepcopy(generator).eval()
+    for module in list(fast.modules()):  # exact re-formulations that oneDNN runs faster (models/layers.py)
+        for name, child in module.named_children():
+            if isinstance(child, ResizeConv2d):  # resize + conv: the folded weight, computed once
+                setattr(module, name, child.frozen())
+            elif (isinstance(child, torch.nn.ConvTranspose2d) and child.out_channels <= 16
+                  and child.kernel_size == (4, 4) and child.stride == (2, 2) and child.padding == (1, 1)
+                  and child.output_padding == (0, 0) and child.groups == 1 and child.dilation == (1, 1)):
+                setattr(module, name, PhaseConvTranspose2d(child))  # the U-Net's last layer, 2.6x faster
     for module in list(fast.modules()):
         for name, child in module.named_children():
             if isinstance(child, torch.nn.InstanceNorm2d) and child.affine and not child.track_running_stats:
@@ -215,13 +232,30 @@ def inference_copy(generator: torch.nn.Module, precision: str = "auto") -> torch
     return fast
 
 
+# glibc serves allocations of 32 MiB and more with a fresh mmap, and the first touch of every page of
+# it costs a page fault: on this project's CPU an elementwise op on a 32 MiB tensor took 10x longer
+# than on a 28 MiB one. Tile batches are cut into chunks whose largest activation stays below this.
+CHUNK_BYTES = 28 * 2**20
+
+
+def tile_chunk(generator: Pix2PixGenerator, side: int, dtype: torch.dtype) -> int:
+    """Tiles per forward pass so that the U-Net's largest activation - the last decoder block's
+    concatenation, 2 * base channels at side / 2 - stays under CHUNK_BYTES."""
+    base = generator.down[0][0].out_channels
+    per_tile = 2 * base * (side // 2) ** 2 * torch.finfo(dtype).bits // 8
+    return max(1, CHUNK_BYTES // per_tile)
+
+
 def tile_function(generator: Pix2PixGenerator, precision: str = "auto") -> Callable[[torch.Tensor], torch.Tensor]:
-    """(B, 3, H, W) float32 tiles -> (B, 3, H, W) float32 predictions at the requested precision."""
+    """(B, 3, H, W) float32 tiles -> (B, 3, H, W) float32 predictions at the requested precision,
+    run in chunks of `tile_chunk` tiles."""
     fast = inference_copy(generator, precision)
-    dtype = fast.to_image[0].weight.dtype
+    dtype = next(fast.to_image.parameters()).dtype
 
     def run(tiles: torch.Tensor) -> torch.Tensor:
-        return fast(tiles.to(dtype).contiguous(memory_format=torch.channels_last)).float()
+        chunk = tile_chunk(generator, max(tiles.shape[-2:]), dtype)
+        return torch.cat([fast(part.to(dtype).contiguous(memory_format=torch.channels_last)).float()
+                          for part in tiles.split(chunk)])
 
     return run
 

@@ -234,3 +234,26 @@ def test_inference_copy_is_cached_and_refreshed(pix2pix):
     finally:
         with torch.no_grad():
             pix2pix.to_image[0].bias.sub_(0.1)
+
+
+def test_tile_batches_are_chunked_below_the_mmap_threshold(monkeypatch, seeded):
+    """tile_function cuts a batch so that the largest activation stays under CHUNK_BYTES; the result
+    is the same as one pass."""
+    import rsgan_hub.pipelines as pipelines
+
+    g = Pix2PixGenerator(base_channels=4, num_downs=5).eval()
+    x = torch.rand(5, 3, 64, 64) * 2 - 1
+    with torch.inference_mode():
+        whole = tile_function(g, "fp32")(x)
+        assert pipelines.tile_chunk(g, 64, torch.float32) >= 5
+        monkeypatch.setattr(pipelines, "CHUNK_BYTES", 2 * 4 * 32 * 32 * 4 * 2)  # two tiles per chunk
+        assert pipelines.tile_chunk(g, 64, torch.float32) == 2
+        calls = []
+        fast = inference_copy(g, "fp32")
+        hook = fast.register_forward_hook(lambda module, args, out: calls.append(len(args[0])))
+        try:
+            chunked = tile_function(g, "fp32")(x)
+        finally:
+            hook.remove()
+    assert calls == [2, 2, 1]
+    assert torch.allclose(chunked, whole, atol=1e-6)

@@ -138,9 +138,10 @@ def main(config: TrainConfig) -> None:
                                  dropout=config.dropout, direction=config.direction)
     discriminator = PatchDiscriminator(base_channels=config.discriminator_channels,
                                        num_layers=config.discriminator_layers)
+    # channels_last applies to the images (and so to every activation); the weights stay contiguous:
+    # fused Adam copies non-contiguous (channels_last) weights on every step - measured 25 % of a
+    # batch-1 step on a 2-core CPU.
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    generator.to(memory_format=memory_format)
-    discriminator.to(memory_format=memory_format)
     ema = EMAModel(generator.parameters(), decay=config.ema_decay, use_ema_warmup=True) if config.ema_decay else None
     betas = (config.adam_beta1, config.adam_beta2)  # fused=True: one kernel over all weights, ~3.5x faster on CPU
     optimizer_g = torch.optim.Adam(generator.parameters(), lr=config.learning_rate, betas=betas, fused=True)
@@ -211,8 +212,11 @@ def main(config: TrainConfig) -> None:
             with accelerator.accumulate(generator, discriminator):
                 # (1) Update D: (source, target) is real, (source, G(source)) is fake
                 fake = generator(source)
-                real_logits = discriminator(torch.cat([source, target], dim=1))  # (B, 1, h, w) patch logits
-                fake_logits = discriminator(torch.cat([source, fake.detach()], dim=1))
+                # Real and fake pairs in one call: D normalises each image on its own (instance norm),
+                # so this is two calls' result at one call's cost in weight traffic.
+                logits = discriminator(torch.cat([torch.cat([source, target], dim=1),
+                                                  torch.cat([source, fake.detach()], dim=1)]))
+                real_logits, fake_logits = logits.chunk(2)  # (B, 1, h, w) patch logits each
                 if config.loss == "hinge":
                     loss_d = 0.5 * hinge_discriminator_loss(real_logits, fake_logits)
                 else:

@@ -5,7 +5,8 @@ discriminator (Miyato & Koyama 2018, "cGANs with Projection Discriminator").
 The default configuration is the original TensorFlow project's 128x128 network: latent 100 -> dense
 to 8x8x1024 -> four stride-2 kernel-5 transposed convolutions to 384, 256, 128, 64 channels -> a
 stride-1 convolution to RGB -> tanh. `upsample="resize"` swaps each transposed convolution for
-nearest-neighbour resize + convolution (no checkerboard artefacts); `spectral_norm=True` on the
+nearest-neighbour resize + convolution (no checkerboard artefacts; computed as the equivalent
+sub-pixel convolution, `layers.ResizeConv2d`); `spectral_norm=True` on the
 discriminator is the usual partner of a hinge loss. Images are RGB in [-1, 1].
 """
 
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 
 from .hub import HubModel
+from .layers import ResizeConv2d
 
 SUPPORTED_SIZES = (64, 128, 256)
 START_SIZE = 8  # the dense layer's output is START_SIZE x START_SIZE
@@ -122,8 +124,7 @@ class DCGANGenerator(HubModel, tags=["dcgan"], pipeline_tag="unconditional-image
             if upsample == "transposed":
                 up = nn.ConvTranspose2d(c_in, c_out, kernel_size, 2, pad, output_padding=1, bias=False)
             else:
-                up = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
-                                   nn.Conv2d(c_in, c_out, kernel_size, 1, pad, bias=False))
+                up = ResizeConv2d(c_in, c_out, kernel_size, bias=False)  # computed as a sub-pixel conv
             blocks += [up, nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2)]
         self.blocks = nn.Sequential(*blocks)
         self.to_rgb = nn.Sequential(nn.Conv2d(channels[-1], 3, kernel_size, 1, pad), nn.Tanh())

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .hub import HubModel
+from .layers import GemmConv2d, GemmConvTranspose2d
 
 
 def init_weights(module: nn.Module) -> None:
@@ -89,7 +90,7 @@ class Pix2PixGenerator(HubModel, tags=["pix2pix"], pipeline_tag="image-to-image"
         self.down = nn.ModuleList()
         c_in = in_channels
         for i, c_out in enumerate(widths):
-            layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=i in (0, num_downs - 1))]
+            layers: list[nn.Module] = [GemmConv2d(c_in, c_out, 4, 2, 1, bias=i in (0, num_downs - 1))]
             if 0 < i < num_downs - 1:
                 layers.append(_norm(c_out))
             layers.append(nn.LeakyReLU(0.2))
@@ -99,7 +100,7 @@ class Pix2PixGenerator(HubModel, tags=["pix2pix"], pipeline_tag="image-to-image"
         self.up = nn.ModuleList()
         for i in reversed(range(1, num_downs)):
             c_skip_in = widths[i] if i == num_downs - 1 else widths[i] * 2
-            layers = [nn.ConvTranspose2d(c_skip_in, widths[i - 1], 4, 2, 1, bias=False), _norm(widths[i - 1])]
+            layers = [GemmConvTranspose2d(c_skip_in, widths[i - 1], 4, 2, 1, bias=False), _norm(widths[i - 1])]
             if i >= num_downs - 3 and dropout > 0:  # the three innermost decoder blocks
                 layers.append(nn.Dropout(dropout))
             layers.append(nn.ReLU())

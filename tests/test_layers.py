@@ -1,0 +1,93 @@
+"""The exact re-formulations in rsgan_hub.models.layers compute the functions they replace."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rsgan_hub import DCGANGenerator, Pix2PixGenerator
+from rsgan_hub.models.layers import (GemmConv2d, GemmConvTranspose2d, PhaseConvTranspose2d, ResizeConv2d,
+                                     reference_layers)
+from rsgan_hub.pipelines import inference_copy
+
+
+@pytest.mark.parametrize("kernel_size", [3, 5, 7])
+@pytest.mark.parametrize("bias", [False, True])
+def test_resize_conv_is_upsample_then_conv(kernel_size, bias):
+    torch.manual_seed(0)
+    layer = ResizeConv2d(6, 5, kernel_size, bias=bias)
+    if bias:
+        nn.init.normal_(layer[1].bias)
+    x = torch.randn(2, 6, 7, 9, requires_grad=True)
+    reference = layer[1](F.interpolate(x, scale_factor=2, mode="nearest"))  # the two layers, run as written
+    out = layer(x)
+    assert out.shape == reference.shape == (2, 5, 14, 18)
+    assert torch.allclose(out, reference, atol=1e-5)
+    # the same gradients for the input and the (unfolded) weight
+    grads = torch.autograd.grad(out.square().sum(), (x, layer[1].weight))
+    expected = torch.autograd.grad(reference.square().sum(), (x, layer[1].weight))
+    for got, want in zip(grads, expected):
+        assert torch.allclose(got, want, rtol=1e-4, atol=1e-4)
+    with torch.no_grad():
+        assert torch.allclose(layer.frozen()(x), reference, atol=1e-5)
+
+
+def test_resize_conv_keeps_state_dict_keys_and_rejects_even_kernels():
+    assert set(ResizeConv2d(4, 4, 5).state_dict()) == {"1.weight", "1.bias"}
+    keys = DCGANGenerator(image_size=64, channels=[32, 16, 8, 4], upsample="resize").state_dict()
+    assert "blocks.0.1.weight" in keys  # weights saved before the change still load
+    with pytest.raises(ValueError, match="odd"):
+        ResizeConv2d(4, 4, 4)
+
+
+@pytest.mark.parametrize("side", [1, 2, 4, 8, 32])
+def test_gemm_layers_match_torch_in_training(side):
+    """Small outputs take the matrix-product path, large ones oneDNN's: both must equal torch.nn's,
+    values and gradients, in fp32 and under bf16 autocast."""
+    torch.manual_seed(0)
+    conv, deconv = GemmConv2d(16, 12, 4, 2, 1), GemmConvTranspose2d(16, 12, 4, 2, 1)
+    for layer, plain_type, x_side in ((conv, nn.Conv2d, 2 * side), (deconv, nn.ConvTranspose2d, side)):
+        plain = plain_type(16, 12, 4, 2, 1)
+        plain.load_state_dict(layer.state_dict())
+        x = torch.randn(2, 16, x_side, x_side).contiguous(memory_format=torch.channels_last).requires_grad_()
+        out, reference = layer(x), plain(x)
+        assert out.shape == reference.shape
+        assert torch.allclose(out, reference, atol=1e-5)
+        got = torch.autograd.grad(out.square().sum(), (x, layer.weight, layer.bias))
+        want = torch.autograd.grad(reference.square().sum(), (x, plain.weight, plain.bias))
+        for g, w in zip(got, want):
+            assert torch.allclose(g, w, rtol=1e-4, atol=1e-3)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            fast, slow = layer(x), plain(x)
+        assert (fast.float() - slow.float()).abs().max() <= 0.05 * slow.float().abs().max()
+
+
+def test_reference_layers_swaps_classes_and_keeps_weights():
+    g = Pix2PixGenerator(base_channels=4, num_downs=5)
+    before = {k: v.clone() for k, v in g.state_dict().items()}
+    assert any(isinstance(m, (GemmConv2d, GemmConvTranspose2d)) for m in g.modules())
+    reference_layers(g)
+    assert not any(isinstance(m, (GemmConv2d, GemmConvTranspose2d)) for m in g.modules())
+    assert all(torch.equal(before[k], v) for k, v in g.state_dict().items())
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_phase_conv_transpose_matches(bias):
+    torch.manual_seed(0)
+    deconv = nn.ConvTranspose2d(10, 3, 4, 2, 1, bias=bias)
+    x = torch.randn(2, 10, 5, 7)
+    with torch.no_grad():
+        assert torch.allclose(PhaseConvTranspose2d(deconv)(x), deconv(x), atol=1e-5)
+    with pytest.raises(ValueError, match="kernel 4"):
+        PhaseConvTranspose2d(nn.ConvTranspose2d(10, 3, 3, 2, 1))
+
+
+def test_inference_copy_uses_the_reformulations():
+    g = DCGANGenerator(image_size=64, channels=[32, 16, 8, 4], upsample="resize").eval()
+    fast = inference_copy(g, "fp32")
+    assert not any(isinstance(m, ResizeConv2d) for m in fast.modules())
+    p = Pix2PixGenerator(base_channels=32, num_downs=5)
+    assert isinstance(inference_copy(p, "fp32").to_image[0], PhaseConvTranspose2d)
+    z = torch.randn(3, g.latent_dim)
+    with torch.inference_mode():
+        assert torch.allclose(fast(z), g(z), atol=1e-5)
