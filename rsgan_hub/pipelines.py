@@ -248,14 +248,14 @@ def tile_chunk(generator: Pix2PixGenerator, side: int, dtype: torch.dtype) -> in
 
 def tile_function(generator: Pix2PixGenerator, precision: str = "auto") -> Callable[[torch.Tensor], torch.Tensor]:
     """(B, 3, H, W) float32 tiles -> (B, 3, H, W) float32 predictions at the requested precision,
-    run in chunks of `tile_chunk` tiles."""
+    run in the fewest even chunks of at most `tile_chunk` tiles."""
     fast = inference_copy(generator, precision)
     dtype = next(fast.to_image.parameters()).dtype
 
     def run(tiles: torch.Tensor) -> torch.Tensor:
-        chunk = tile_chunk(generator, max(tiles.shape[-2:]), dtype)
+        chunks = -(-len(tiles) // tile_chunk(generator, max(tiles.shape[-2:]), dtype))
         return torch.cat([fast(part.to(dtype).contiguous(memory_format=torch.channels_last)).float()
-                          for part in tiles.split(chunk)])
+                          for part in tiles.tensor_split(chunks)])  # as even as possible: 16 -> 6, 5, 5
 
     return run
 

@@ -1,15 +1,21 @@
-"""Upsampling by nearest-neighbour resize + convolution, computed at the low resolution.
+"""Layers that compute exactly what a torch.nn layer computes, in a form that runs faster on CPUs.
 
-A 2x nearest-neighbour resize followed by a k x k convolution (k odd, "same" padding) is a linear
-function of the low-resolution input in which each of the four output phases - (even | odd row) x
-(even | odd column) - sees only a (2R + 1) x (2R + 1) window of the input, R = ceil(k / 4): the resized
-image repeats every input pixel twice along each axis, so taps that land on the same input pixel can
-be summed into one weight. `subpixel_weight` folds the k x k kernel into one (2R + 1)^2 kernel with
-4x the output channels, and `pixel_shuffle` interleaves the phases (Shi et al. 2016, "sub-pixel
-convolution"). The result is the same function - equal up to float rounding, tested - but for k = 5
-it costs 4 * 9 = 36 multiply-adds per input pixel and channel pair instead of 4 * 25 = 100: 2.8x
-fewer, and the 4x larger resized tensor is never built (in training it is not stored for backward
-either).
+Each keeps the torch.nn layer's parameters and state-dict keys, so any checkpoint loads, and each is
+tested against the layer it replaces (values and gradients):
+
+* `ResizeConv2d` - a 2x nearest-neighbour resize followed by a k x k convolution (k odd, "same"
+  padding), the DCGAN's upsampling. Each of the four output phases - (even | odd row) x (even | odd
+  column) - sees only a (2R + 1)^2 window of the input, R = ceil(k / 4), because the resized image
+  repeats every input pixel twice along each axis: taps that land on the same input pixel sum into
+  one weight. `subpixel_weight` folds the k x k kernel into one (2R + 1)^2 kernel with 4x the output
+  channels and `pixel_shuffle` interleaves the phases (Shi et al. 2016, "Real-Time Single Image and
+  Video Super-Resolution Using an Efficient Sub-Pixel Convolutional Neural Network"). For k = 5 that
+  is 36 multiply-adds per input pixel and channel pair instead of 100, and the 4x larger resized
+  tensor is never built (nor stored for backward).
+* `GemmConv2d` / `GemmConvTranspose2d` - the U-Net's convolutions; in CPU training, small outputs run
+  as unfold / fold + one matrix product (see the section below).
+* `PhaseConvTranspose2d` - inference form of a stride-2 kernel-4 transposed convolution with few
+  output channels, as one 2x2 convolution + `pixel_shuffle`.
 """
 
 from __future__ import annotations
@@ -85,7 +91,6 @@ GEMM_CONV_TRANSPOSE_MAX_OUTPUTS = 2048
 
 def _use_gemm(x: torch.Tensor, outputs: int, limit: int) -> bool:
     return x.device.type == "cpu" and torch.is_grad_enabled() and outputs <= limit
-
 
 
 class GemmConv2d(nn.Conv2d):

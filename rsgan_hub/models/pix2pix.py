@@ -8,6 +8,10 @@ normalisation layer is instance norm *without running statistics*, so train and 
 the same function apart from dropout. Dropout (0.5 in the three innermost decoder blocks)
 regularises training only; samples - during training and after loading - are drawn in eval mode,
 so a loaded generator reproduces exactly what training showed. Images are RGB in [-1, 1].
+
+The U-Net's convolutions are `layers.GemmConv2d` / `layers.GemmConvTranspose2d`: torch.nn's layers
+with the same parameters and state-dict keys, which in CPU training compute the small inner layers
+as one matrix product (faster there; see `layers.py`). `layers.reference_layers` swaps them back.
 """
 
 from __future__ import annotations
