@@ -215,9 +215,7 @@ def inference_copy(generator: torch.nn.Module, precision: str = "auto") -> torch
         for name, child in module.named_children():
             if isinstance(child, ResizeConv2d):  # resize + conv: the folded weight, computed once
                 setattr(module, name, child.frozen())
-            elif (isinstance(child, torch.nn.ConvTranspose2d) and child.out_channels <= 16
-                  and child.kernel_size == (4, 4) and child.stride == (2, 2) and child.padding == (1, 1)
-                  and child.output_padding == (0, 0) and child.groups == 1 and child.dilation == (1, 1)):
+            elif PhaseConvTranspose2d.fits(child) and child.out_channels <= 16:
                 setattr(module, name, PhaseConvTranspose2d(child))  # the U-Net's last layer, 2.6x faster
     for module in list(fast.modules()):
         for name, child in module.named_children():
