@@ -28,6 +28,7 @@ import time
 
 import torch
 
+from rsgan_hub.hardware import bf16_supported
 from rsgan_hub.losses import bce_discriminator_loss, bce_generator_loss, l1_loss
 from rsgan_hub.models import DCGANDiscriminator, DCGANGenerator, PatchDiscriminator, Pix2PixGenerator
 from rsgan_hub.models.layers import reference_layers
@@ -36,16 +37,17 @@ from rsgan_hub.models.layers import reference_layers
 class Trainer:
     """One GAN (G, D, two Adams) and one training step: fp32/NCHW/for-loop Adam or bf16/channels_last/fused."""
 
-    def __init__(self, kind: str, fast: bool, seed: int = 0):
+    def __init__(self, kind: str, fast: bool, seed: int = 0, bf16: bool | None = None, channels_last: bool = True):
         torch.manual_seed(seed)  # the same initial weights for both
         self.kind, self.fast = kind, fast
+        self.bf16 = fast and (bf16_supported() if bf16 is None else bf16)
         if kind == "dcgan":
             self.generator, self.discriminator = DCGANGenerator(), DCGANDiscriminator()
         else:
             self.generator, self.discriminator = Pix2PixGenerator(), PatchDiscriminator()
         if not fast:
             reference_layers(self.generator)  # plain nn.Conv2d / nn.ConvTranspose2d, same weights
-        self.memory_format = torch.channels_last if fast else torch.contiguous_format
+        self.memory_format = torch.channels_last if fast and channels_last else torch.contiguous_format
         for model in (self.generator, self.discriminator):
             model.train()
             if kind == "dcgan":  # as train/dcgan.py; train/pix2pix.py keeps weights contiguous (see above)
@@ -55,7 +57,7 @@ class Trainer:
         self.optimizer_d = torch.optim.Adam(self.discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999), fused=fast)
 
     def autocast(self):
-        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.fast)
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16)
 
     def step(self, batch: tuple[torch.Tensor, ...]) -> None:
         batch = [x.contiguous(memory_format=self.memory_format) if x.dim() == 4 else x for x in batch]

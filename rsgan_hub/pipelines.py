@@ -27,6 +27,7 @@ import torch
 from PIL import Image
 
 from .geo import DEFAULT_MAX_PIXELS, check_size, open_scene, output_format, to_rgb8, write_scene
+from .hardware import bf16_supported
 from .io import tensor_to_pil
 from .models import DCGANGenerator, Pix2PixGenerator
 from .models.layers import PhaseConvTranspose2d, ResizeConv2d
@@ -71,11 +72,6 @@ def resolve_label(generator: DCGANGenerator, label: str | int | None) -> int | N
             raise ValueError(f"class index {label} out of range 0..{generator.num_classes - 1}")
         return label
     return generator.class_index(label)
-
-
-def bf16_supported() -> bool:
-    """True when oneDNN has native bfloat16 kernels on this CPU (AVX512-BF16 or AMX)."""
-    return torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def resolve_precision(precision: str) -> str:

@@ -26,7 +26,7 @@ TINY_DCGAN = ["--image_size", "64", "--latent_dim", "8", "--generator_channels",
               "--discriminator_channels", "8", "8", "16", "16", "16", "--train_batch_size", "4", "--num_samples", "8"]
 TINY_PIX2PIX = ["--load_size", "36", "--crop_size", "32", "--base_channels", "4", "--num_downs", "5",
                 "--discriminator_channels", "4", "--num_samples", "2"]
-COMMON = ["--report_to", "none", "--mixed_precision", "bf16", "--dataloader_num_workers", "0", "--logging_steps", "1"]
+COMMON = ["--report_to", "none", "--mixed_precision", "auto", "--dataloader_num_workers", "0", "--logging_steps", "1"]
 
 
 @pytest.fixture(scope="module")

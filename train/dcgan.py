@@ -1,7 +1,7 @@
 """Train a DCGAN on satellite scenes (Radford et al. 2016), optionally class-conditional with a
 projection discriminator (Miyato & Koyama 2018), under `accelerate launch`:
 
-    accelerate launch --mixed_precision bf16 train/dcgan.py --dataset ../shared/data/aid_train --conditional
+    accelerate launch train/dcgan.py --dataset ../shared/data/aid_train --conditional
     accelerate launch --multi_gpu --num_processes 2 train/dcgan.py --dataset ... # 2 CPU processes (gloo)
 
 `--preset seed` is the original project's recipe (DCGAN network, BCE with real labels ~ U(0.9, 1),
@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from rsgan_hub.augment import diff_augment
 from rsgan_hub.data import SceneTransform, load_scene_dataset
+from rsgan_hub.hardware import channels_last_default, training_precision
 from rsgan_hub.losses import (bce_discriminator_loss, bce_generator_loss, hinge_discriminator_loss,
                               hinge_generator_loss)
 from rsgan_hub.models import DCGANDiscriminator, DCGANGenerator
@@ -76,8 +77,8 @@ class TrainConfig:
     num_epochs: int = flag(10, "epochs when --max_train_steps is none")
     ema_decay: float = flag(0.999, "generator EMA decay, warmed up from 0 (0: no EMA)")
     # speed
-    mixed_precision: str = flag(None, "'no', 'bf16' or 'fp16' (none: accelerate launch's setting)")
-    channels_last: bool = flag(True, "channels_last memory format (faster oneDNN/cuDNN convolutions)")
+    mixed_precision: str = flag("auto", "'auto' (bf16 where the CPU/GPU has it natively, else fp32), 'no', 'bf16' or 'fp16'")
+    channels_last: bool = flag(None, "channels_last memory format (none: on under bf16/fp16 or on a GPU, off in fp32 on a CPU)")
     dataloader_num_workers: int = flag(1, "DataLoader worker processes per training process")
     # bookkeeping
     checkpointing_steps: int = flag(500, "save a resumable checkpoint every N steps")
@@ -129,6 +130,8 @@ def main(config: TrainConfig) -> None:
         raise SystemExit("error: --dataset is required")
     if config.loss not in ("hinge", "bce"):
         raise SystemExit(f"error: --loss must be hinge or bce, got {config.loss!r}")
+    if config.mixed_precision not in ("auto", "no", "bf16", "fp16"):
+        raise SystemExit(f"error: --mixed_precision must be auto, no, bf16 or fp16, got {config.mixed_precision!r}")
     if config.image_size not in DEFAULT_DISCRIMINATOR_LAYERS:
         raise SystemExit(f"error: --image_size must be one of {sorted(DEFAULT_DISCRIMINATOR_LAYERS)}")
     strides = [s for _, s in DEFAULT_DISCRIMINATOR_LAYERS[config.image_size]]
@@ -138,11 +141,14 @@ def main(config: TrainConfig) -> None:
     accelerator = Accelerator(
         cpu=distributed_on_cpu(),  # several CPU processes over gloo when there is no GPU
         gradient_accumulation_steps=config.gradient_accumulation_steps,
-        mixed_precision=config.mixed_precision,
+        mixed_precision=training_precision(config.mixed_precision),
         log_with=None if config.report_to == "none" else config.report_to,
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed),
     )
+    # the "auto" speed settings as resolved for this machine, so the saved config says what ran
+    config.mixed_precision = accelerator.mixed_precision
+    config.channels_last = channels_last_default(config.channels_last, config.mixed_precision, accelerator.device)
     set_seed(config.seed, device_specific=True)  # different latents per process
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """Train pix2pix (Isola et al. 2017) for satellite -> map or map -> satellite translation under
 `accelerate launch`:
 
-    accelerate launch --mixed_precision bf16 train/pix2pix.py --dataset ../shared/data/mumbai_train --direction sat2map
+    accelerate launch train/pix2pix.py --dataset ../shared/data/mumbai_train --direction sat2map
     accelerate launch --multi_gpu --num_processes 2 train/pix2pix.py ...  # 2 CPU processes (gloo)
 
 The recipe is the paper's (`--preset seed`): resize to 286, the same random 256 crop and flip on
@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from rsgan_hub.data import PairedTransform, load_pair_dataset
+from rsgan_hub.hardware import channels_last_default, training_precision
 from rsgan_hub.losses import (bce_discriminator_loss, bce_generator_loss, hinge_discriminator_loss,
                               hinge_generator_loss, l1_loss)
 from rsgan_hub.models import PatchDiscriminator, Pix2PixGenerator
@@ -69,8 +70,8 @@ class TrainConfig:
     num_epochs: int = flag(200, "epochs when --max_train_steps is none")
     ema_decay: float = flag(0.999, "generator EMA decay, warmed up from 0 (0: no EMA)")
     # speed
-    mixed_precision: str = flag(None, "'no', 'bf16' or 'fp16' (none: accelerate launch's setting)")
-    channels_last: bool = flag(True, "channels_last memory format (faster oneDNN/cuDNN convolutions)")
+    mixed_precision: str = flag("auto", "'auto' (bf16 where the CPU/GPU has it natively, else fp32), 'no', 'bf16' or 'fp16'")
+    channels_last: bool = flag(None, "channels_last memory format (none: on under bf16/fp16 or on a GPU, off in fp32 on a CPU)")
     dataloader_num_workers: int = flag(1, "DataLoader worker processes per training process")
     # bookkeeping
     checkpointing_steps: int = flag(500, "save a resumable checkpoint every N steps")
@@ -101,15 +102,20 @@ def main(config: TrainConfig) -> None:
         raise SystemExit(f"error: --direction must be sat2map or map2sat, got {config.direction!r}")
     if config.loss not in ("hinge", "bce"):
         raise SystemExit(f"error: --loss must be hinge or bce, got {config.loss!r}")
+    if config.mixed_precision not in ("auto", "no", "bf16", "fp16"):
+        raise SystemExit(f"error: --mixed_precision must be auto, no, bf16 or fp16, got {config.mixed_precision!r}")
     output_dir = Path(config.output_dir)
     accelerator = Accelerator(
         cpu=distributed_on_cpu(),  # several CPU processes over gloo when there is no GPU
         gradient_accumulation_steps=config.gradient_accumulation_steps,
-        mixed_precision=config.mixed_precision,
+        mixed_precision=training_precision(config.mixed_precision),
         log_with=None if config.report_to == "none" else config.report_to,
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed),
     )
+    # the "auto" speed settings as resolved for this machine, so the saved config says what ran
+    config.mixed_precision = accelerator.mixed_precision
+    config.channels_last = channels_last_default(config.channels_last, config.mixed_precision, accelerator.device)
     set_seed(config.seed, device_specific=True)
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
