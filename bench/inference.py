@@ -40,6 +40,7 @@ from rasterio.transform import from_origin
 from rasterio.windows import Window
 
 from rsgan_hub import DCGANGenerator, Pix2PixGenerator, generate_images
+from rsgan_hub.hardware import matmul_gflops
 from rsgan_hub.pipelines import resolve_precision, tile_function, translate_file
 from rsgan_hub.tiling import count_tiles
 
@@ -80,16 +81,6 @@ def conv_gflop(model: torch.nn.Module, x: torch.Tensor) -> float:
     for hook in hooks:
         hook.remove()
     return 2 * total[0] / 1e9
-
-
-def matmul_gflops(dtype: torch.dtype, side: int = 2048, repeats: int = 5) -> float:
-    """This CPU's rate on a large square matrix product in `dtype`: the ceiling for convolutions."""
-    a, b = torch.randn(side, side).to(dtype), torch.randn(side, side).to(dtype)
-    a @ b
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * side**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
 def peak_rss_during(fn) -> tuple[float, float]:

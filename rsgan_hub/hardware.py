@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import time
 import warnings
 
 import torch
@@ -77,3 +78,14 @@ def channels_last_default(requested: bool | None, mixed_precision: str, device: 
     if requested is not None:
         return requested
     return device.type == "cuda" or mixed_precision in ("bf16", "fp16")
+
+
+def matmul_gflops(dtype: torch.dtype = torch.float32, side: int = 2048, repeats: int = 5) -> float:
+    """This CPU's rate on a large square matrix product in `dtype` (GFLOP/s): the ceiling for
+    convolutions, which the benchmarks print beside their timings."""
+    a, b = torch.randn(side, side).to(dtype), torch.randn(side, side).to(dtype)
+    a @ b  # warm-up
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * side**3 * repeats / (time.perf_counter() - start) / 1e9

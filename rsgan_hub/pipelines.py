@@ -11,13 +11,15 @@ Translation works on images of any size by overlapping, smoothly blended tiles (
 files go through `geo.py` (PNG / JPEG / TIFF / GeoTIFF, georeferencing kept, atomic writes).
 
 Precision: "fp32", or "bf16" - an inference copy of the network with bf16 weights and activations,
-channels-last, several times faster on CPUs with native bf16 (AVX512-BF16 / AMX) - or "auto" (bf16
-where the CPU supports it). Translation defaults to "auto", generation to "fp32" (bit-reproducible).
+channels-last, several times faster on CPUs with native bf16 (AVX512-BF16 / AMX) and many times
+slower on others, which emulate it - or "auto" (bf16 where the CPU has it natively, else fp32).
+Translation defaults to "auto", generation to "fp32" (bit-reproducible).
 """
 
 from __future__ import annotations
 
 import copy
+import warnings
 import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -75,11 +77,15 @@ def resolve_label(generator: DCGANGenerator, label: str | int | None) -> int | N
 
 
 def resolve_precision(precision: str) -> str:
-    """"bf16" or "fp32" for "auto" | "bf16" | "fp32"."""
+    """"bf16" or "fp32" for "auto" | "bf16" | "fp32" ("auto": bf16 only where the CPU has it natively,
+    `rsgan_hub.hardware`; an explicit "bf16" elsewhere is kept, with a warning that it is slow)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision == "auto":
         return "bf16" if bf16_supported() else "fp32"
+    if precision == "bf16" and not bf16_supported():
+        warnings.warn("bf16 on a CPU without native bf16 (AVX512-BF16 / AMX) is emulated and many times slower "
+                      "than fp32: use precision 'auto' or 'fp32'", stacklevel=3)
     return precision
 
 
@@ -102,7 +108,9 @@ def generate_images(
         label (`str` or `int`, *optional*): class name or index, required for conditional models.
         truncation (`float`, *optional*): truncation threshold for the latents.
         batch_size (`int`, *optional*, defaults to 64): images per forward pass.
-        precision (`str`, *optional*, defaults to "fp32"): "fp32", "bf16" or "auto".
+        precision (`str`, *optional*, defaults to "fp32"): "fp32" (the model itself: the same pixels
+            for a seed whatever the batch), "auto" (the fastest this CPU has: the bf16 inference copy
+            with native bf16, the fp32 one - folded weights, channels-last - elsewhere) or "bf16".
     """
     if num_images <= 0:
         raise ValueError(f"num_images must be > 0, got {num_images}")
@@ -118,12 +126,14 @@ def generate_images(
 
 def render(generator: DCGANGenerator, z: torch.Tensor, class_index: int | None = None,
            precision: str = "fp32") -> list[Image.Image]:
-    """PIL images for latents z (B, latent_dim), all of class `class_index` (None: unconditional)."""
+    """PIL images for latents z (B, latent_dim), all of class `class_index` (None: unconditional);
+    "fp32" runs the model itself, "auto" / "bf16" its `inference_copy`."""
     labels = None if class_index is None else torch.full((len(z),), class_index, dtype=torch.long)
-    if resolve_precision(precision) == "fp32":
+    if resolve_precision(precision) == "fp32" and precision != "auto":
         return [tensor_to_pil(x) for x in generator(z, labels)]
     fast = inference_copy(generator, precision)
-    return [tensor_to_pil(x) for x in fast(z.to(torch.bfloat16), labels).float()]
+    dtype = next(fast.parameters()).dtype
+    return [tensor_to_pil(x) for x in fast(z.to(dtype), labels).float()]
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

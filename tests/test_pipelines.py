@@ -7,6 +7,7 @@ from PIL import Image
 
 from conftest import tiny_dcgan, tiny_pix2pix
 from rsgan_hub import Pix2PixGenerator, generate_images, latent_walk, translate_image
+from rsgan_hub import pipelines
 from rsgan_hub.pipelines import inference_copy, latents, slerp, tile_function
 from rsgan_hub.tiling import axis_weights, count_tiles, tile_starts, translate_rows
 
@@ -76,6 +77,17 @@ def test_generate_bf16_matches_fp32(seeded):
     assert diff.mean() <= 2 and diff.max() <= 16  # stated tolerance, in 8-bit levels
     with pytest.raises(ValueError, match="precision must be one of"):
         generate_images(g, 1, precision="fp16")
+
+
+def test_generate_auto_without_native_bf16_is_the_fp32_copy(seeded, monkeypatch):
+    """On a CPU without native bf16, "auto" runs the fp32 inference copy: rounding-level differences."""
+    monkeypatch.setattr(pipelines, "bf16_supported", lambda: False)
+    g, _ = tiny_dcgan(128)
+    g.eval()
+    fp32 = np.stack([np.asarray(a, int) for a in generate_images(g, 4, seed=5, precision="fp32")])
+    auto = np.stack([np.asarray(a, int) for a in generate_images(g, 4, seed=5, precision="auto")])
+    assert np.abs(fp32 - auto).max() <= 1
+    assert next(pipelines.inference_copy(g, "auto").parameters()).dtype == torch.float32
 
 
 # ---- tiling geometry ---------------------------------------------------------------------------

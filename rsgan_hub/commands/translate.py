@@ -32,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help=f"refuse larger inputs, checked before decoding (default {DEFAULT_MAX_PIXELS:,})")
     p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
-                   help="auto: bfloat16 where the CPU supports it, else fp32")
+                   help="auto: bfloat16 where the CPU has it natively (AVX512-BF16/AMX), else fp32")
     return p
 
 
