@@ -129,7 +129,7 @@ def render(generator: DCGANGenerator, z: torch.Tensor, class_index: int | None =
     """PIL images for latents z (B, latent_dim), all of class `class_index` (None: unconditional);
     "fp32" runs the model itself, "auto" / "bf16" its `inference_copy`."""
     labels = None if class_index is None else torch.full((len(z),), class_index, dtype=torch.long)
-    if resolve_precision(precision) == "fp32" and precision != "auto":
+    if precision == "fp32":
         return [tensor_to_pil(x) for x in generator(z, labels)]
     fast = inference_copy(generator, precision)
     dtype = next(fast.parameters()).dtype
