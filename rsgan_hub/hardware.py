@@ -21,6 +21,7 @@ import warnings
 import torch
 
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # Linux /proc/cpuinfo names of native bf16 arithmetic
+MIXED_PRECISIONS = ("auto", "no", "bf16", "fp16")  # the training scripts' --mixed_precision values
 
 
 @functools.cache
@@ -56,8 +57,8 @@ def training_precision(requested: str = "auto") -> str:
     otherwise bf16 on a GPU that has it (fp16 on older GPUs) or on a CPU with native bf16, and "no"
     (fp32) on any other CPU. An explicit "bf16" on a CPU without native bf16 is kept, with a warning
     that it will be slow."""
-    if requested not in ("auto", "no", "bf16", "fp16"):
-        raise ValueError(f"mixed_precision must be auto, no, bf16 or fp16, got {requested!r}")
+    if requested not in MIXED_PRECISIONS:
+        raise ValueError(f"mixed_precision must be one of {', '.join(MIXED_PRECISIONS)}, got {requested!r}")
     launched = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
     if requested == "auto":
         if launched in ("bf16", "fp16"):

@@ -6,8 +6,7 @@ import torch
 from PIL import Image
 
 from conftest import tiny_dcgan, tiny_pix2pix
-from rsgan_hub import Pix2PixGenerator, generate_images, latent_walk, translate_image
-from rsgan_hub import pipelines
+from rsgan_hub import Pix2PixGenerator, generate_images, latent_walk, pipelines, translate_image
 from rsgan_hub.pipelines import inference_copy, latents, slerp, tile_function
 from rsgan_hub.tiling import axis_weights, count_tiles, tile_starts, translate_rows
 

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from rsgan_hub.augment import diff_augment
 from rsgan_hub.data import SceneTransform, load_scene_dataset
-from rsgan_hub.hardware import channels_last_default, training_precision
+from rsgan_hub.hardware import MIXED_PRECISIONS, channels_last_default, training_precision
 from rsgan_hub.losses import (bce_discriminator_loss, bce_generator_loss, hinge_discriminator_loss,
                               hinge_generator_loss)
 from rsgan_hub.models import DCGANDiscriminator, DCGANGenerator
@@ -130,8 +130,9 @@ def main(config: TrainConfig) -> None:
         raise SystemExit("error: --dataset is required")
     if config.loss not in ("hinge", "bce"):
         raise SystemExit(f"error: --loss must be hinge or bce, got {config.loss!r}")
-    if config.mixed_precision not in ("auto", "no", "bf16", "fp16"):
-        raise SystemExit(f"error: --mixed_precision must be auto, no, bf16 or fp16, got {config.mixed_precision!r}")
+    if config.mixed_precision not in MIXED_PRECISIONS:
+        raise SystemExit(f"error: --mixed_precision must be one of {', '.join(MIXED_PRECISIONS)}, "
+                         f"got {config.mixed_precision!r}")
     if config.image_size not in DEFAULT_DISCRIMINATOR_LAYERS:
         raise SystemExit(f"error: --image_size must be one of {sorted(DEFAULT_DISCRIMINATOR_LAYERS)}")
     strides = [s for _, s in DEFAULT_DISCRIMINATOR_LAYERS[config.image_size]]

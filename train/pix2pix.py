@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from rsgan_hub.data import PairedTransform, load_pair_dataset
-from rsgan_hub.hardware import channels_last_default, training_precision
+from rsgan_hub.hardware import MIXED_PRECISIONS, channels_last_default, training_precision
 from rsgan_hub.losses import (bce_discriminator_loss, bce_generator_loss, hinge_discriminator_loss,
                               hinge_generator_loss, l1_loss)
 from rsgan_hub.models import PatchDiscriminator, Pix2PixGenerator
@@ -102,8 +102,9 @@ def main(config: TrainConfig) -> None:
         raise SystemExit(f"error: --direction must be sat2map or map2sat, got {config.direction!r}")
     if config.loss not in ("hinge", "bce"):
         raise SystemExit(f"error: --loss must be hinge or bce, got {config.loss!r}")
-    if config.mixed_precision not in ("auto", "no", "bf16", "fp16"):
-        raise SystemExit(f"error: --mixed_precision must be auto, no, bf16 or fp16, got {config.mixed_precision!r}")
+    if config.mixed_precision not in MIXED_PRECISIONS:
+        raise SystemExit(f"error: --mixed_precision must be one of {', '.join(MIXED_PRECISIONS)}, "
+                         f"got {config.mixed_precision!r}")
     output_dir = Path(config.output_dir)
     accelerator = Accelerator(
         cpu=distributed_on_cpu(),  # several CPU processes over gloo when there is no GPU
