@@ -151,10 +151,15 @@ class TrainingClock:
     model card states the time the weights really took."""
 
     def __init__(self, previous: float = 0.0):
-        self.previous, self.start = previous, time.time()
+        self.previous, self.start, self.cpu_start = previous, time.time(), time.process_time()
 
     def session(self) -> float:
         return time.time() - self.start
+
+    def session_minutes(self, clock: str = "wall") -> float:
+        """Minutes of this session on the wall clock, or of this process's CPU time ("cpu": all its
+        threads; fair between runs that share the cores)."""
+        return (time.process_time() - self.cpu_start if clock == "cpu" else self.session()) / 60
 
     def total(self) -> float:
         return self.previous + self.session()

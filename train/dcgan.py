@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, broadcast, set_seed
 from diffusers.training_utils import EMAModel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -56,6 +56,7 @@ class TrainConfig:
     latent_dim: int = flag(100, "length of the latent vector z")
     generator_channels: list = flag([256, 256, 128, 64, 32], "dense width, then width per 2x upsampling block")
     discriminator_channels: list = flag([32, 64, 128, 256, 256], "width per discriminator convolution")
+    kernel_size: int = flag(5, "convolution kernel size of both networks (odd)")
     upsample: str = flag("resize", "'resize' (nearest + conv) or 'transposed' (stride-2 transposed conv)")
     discriminator_norm: str = flag("none", "'batch', 'instance' or 'none'")
     spectral_norm: bool = flag(True, "spectral normalisation in the discriminator")
@@ -66,6 +67,7 @@ class TrainConfig:
     instance_noise: float = flag(0.0, "std of Gaussian noise added to the discriminator's inputs")
     diffaugment: str = flag("color,translation,cutout", "DiffAugment policy on D's inputs ('' = off)")
     flip: bool = flag(True, "random horizontal flip of the training images")
+    dihedral: bool = flag(False, "random 90-degree rotations and flips of the training images (the 8 symmetries)")
     # optimisation
     learning_rate_generator: float = flag(2e-4, "Adam learning rate of G")
     learning_rate_discriminator: float = flag(2e-4, "Adam learning rate of D")
@@ -75,6 +77,11 @@ class TrainConfig:
     gradient_accumulation_steps: int = flag(1, "micro-steps per optimizer step")
     max_train_steps: int = flag(None, "optimizer steps (none: --num_epochs epochs)")
     num_epochs: int = flag(10, "epochs when --max_train_steps is none")
+    max_train_minutes: float = flag(None, "also stop after this many minutes of this session (--budget_clock)")
+    budget_clock: str = flag("wall", "clock of --max_train_minutes / --snapshot_minutes: 'wall' or 'cpu' "
+                                     "(this process's CPU time: fair between runs sharing the cores)")
+    snapshot_minutes: str = flag("", "comma-separated minutes at which to save the release generator to "
+                                     "snapshot-<M>min/, e.g. '5,10' (budget studies)")
     ema_decay: float = flag(0.999, "generator EMA decay, warmed up from 0 (0: no EMA)")
     # speed
     mixed_precision: str = flag("auto", "'auto' (bf16 where the CPU/GPU has it natively, else fp32), 'no', 'bf16' or 'fp16'")
@@ -133,6 +140,12 @@ def main(config: TrainConfig) -> None:
     if config.mixed_precision not in MIXED_PRECISIONS:
         raise SystemExit(f"error: --mixed_precision must be one of {', '.join(MIXED_PRECISIONS)}, "
                          f"got {config.mixed_precision!r}")
+    if config.budget_clock not in ("wall", "cpu"):
+        raise SystemExit(f"error: --budget_clock must be wall or cpu, got {config.budget_clock!r}")
+    try:
+        snapshot_minutes = sorted(float(m) for m in config.snapshot_minutes.split(",") if m.strip())
+    except ValueError:
+        raise SystemExit(f"error: --snapshot_minutes must be comma-separated numbers, got {config.snapshot_minutes!r}")
     if config.image_size not in DEFAULT_DISCRIMINATOR_LAYERS:
         raise SystemExit(f"error: --image_size must be one of {sorted(DEFAULT_DISCRIMINATOR_LAYERS)}")
     strides = [s for _, s in DEFAULT_DISCRIMINATOR_LAYERS[config.image_size]]
@@ -163,7 +176,7 @@ def main(config: TrainConfig) -> None:
         raise SystemExit(f"error: --conditional needs labels, but {config.dataset} has none")
     class_names = dataset.features["label"].names if config.conditional else None
     dataset = dataset.select_columns(["image", "label"] if config.conditional else ["image"])
-    dataset = dataset.with_transform(SceneTransform(config.image_size, flip=config.flip))
+    dataset = dataset.with_transform(SceneTransform(config.image_size, flip=config.flip, dihedral=config.dihedral))
     train_dataloader = DataLoader(dataset, batch_size=config.train_batch_size, shuffle=True, drop_last=True,
                                   num_workers=config.dataloader_num_workers,
                                   persistent_workers=config.dataloader_num_workers > 0)
@@ -172,10 +185,12 @@ def main(config: TrainConfig) -> None:
     num_classes = len(class_names) if class_names else 0
     generator = DCGANGenerator(image_size=config.image_size, latent_dim=config.latent_dim,
                                channels=config.generator_channels, upsample=config.upsample,
+                               kernel_size=config.kernel_size,
                                num_classes=num_classes, class_names=class_names)
     discriminator = DCGANDiscriminator(image_size=config.image_size,
                                        layers=[[c, s] for c, s in zip(config.discriminator_channels, strides)],
-                                       norm=config.discriminator_norm, spectral_norm=config.spectral_norm,
+                                       kernel_size=config.kernel_size, norm=config.discriminator_norm,
+                                       spectral_norm=config.spectral_norm,
                                        num_classes=num_classes, class_names=class_names)
     if config.sync_batchnorm and accelerator.num_processes > 1:
         if accelerator.device.type == "cpu":
@@ -235,6 +250,11 @@ def main(config: TrainConfig) -> None:
             ema.copy_to(model.parameters())
         recalibrate_batchnorm(model)
         return model
+
+    def out_of_time(main_says: bool) -> bool:
+        """The main process's clock decides for every process, so they all stop at the same step."""
+        flag_tensor = torch.tensor([float(main_says)], device=device)
+        return bool(broadcast(flag_tensor, from_process=0).item()) if accelerator.num_processes > 1 else main_says
 
     def sample_grid(model: DCGANGenerator, path: Path) -> None:
         """Fixed latents (and classes, cycling) through the generator in eval mode."""
@@ -301,6 +321,12 @@ def main(config: TrainConfig) -> None:
                                 extra={"train_seconds": clock.total()})
             if accelerator.is_main_process and global_step % config.sample_every == 0:
                 sample_grid(release_generator(), output_dir / "samples" / f"step_{global_step:07d}.png")
+            minutes = clock.session_minutes(config.budget_clock)
+            while accelerator.is_main_process and snapshot_minutes and minutes >= snapshot_minutes[0]:
+                release_generator().save_pretrained(output_dir / f"snapshot-{snapshot_minutes.pop(0):g}min")
+            if config.max_train_minutes is not None and out_of_time(minutes >= config.max_train_minutes):
+                max_train_steps = global_step
+                break
         skip_batches = 0
         if global_step >= max_train_steps:
             break

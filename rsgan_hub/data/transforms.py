@@ -27,18 +27,25 @@ def _resize(image: Image.Image, size: tuple[int, int]) -> Image.Image:
 
 class SceneTransform:
     """PIL scene -> (3, S, S) tensor in [-1, 1]: centre square crop, resize to `image_size`, and a
-    random horizontal flip when `flip`. `generator` (a torch.Generator or a seed) makes the flips
-    reproducible; with DataLoader workers leave it None so each worker uses its own seeded torch RNG.
-    Called on a batch dict (`ds.with_transform(SceneTransform())`) it replaces `batch["image"]`."""
+    random horizontal flip when `flip`. `dihedral` draws one of the 8 symmetries of the square (4
+    rotations by 90 degrees, each flipped or not): an overhead scene seen rotated is still a valid
+    scene, so this is 8x the data where a flip alone is 2x. `generator` (a torch.Generator or a seed)
+    makes the draws reproducible; with DataLoader workers leave it None so each worker uses its own
+    seeded torch RNG. Called on a batch dict (`ds.with_transform(SceneTransform())`) it replaces
+    `batch["image"]`."""
 
-    def __init__(self, image_size: int = 128, flip: bool = True, generator: torch.Generator | int | None = None):
+    def __init__(self, image_size: int = 128, flip: bool = True, generator: torch.Generator | int | None = None,
+                 dihedral: bool = False):
         self.image_size, self.flip, self.generator = image_size, flip, _as_generator(generator)
+        self.dihedral = dihedral
 
     def transform(self, image: Image.Image) -> torch.Tensor:
         image = ImageOps.fit(image.convert("RGB"), (min(image.size),) * 2, method=Image.Resampling.NEAREST)
         tensor = pil_to_tensor(_resize(image, (self.image_size, self.image_size)))  # (3, S, S)
-        if self.flip and torch.rand((), generator=self.generator) < 0.5:
+        if (self.flip or self.dihedral) and torch.rand((), generator=self.generator) < 0.5:
             tensor = tensor.flip(-1)
+        if self.dihedral:
+            tensor = torch.rot90(tensor, int(torch.randint(4, (), generator=self.generator)), dims=(-2, -1))
         return tensor
 
     def __call__(self, example):
