@@ -7,8 +7,11 @@ RSGAN_SAT2MAP_MODEL, RSGAN_MAP2SAT_MODEL, or the matching flags). A slot with no
 gets a small freshly initialised network and the page says so; a named model that fails to load
 stops the app. This file is UI only: the predict functions below take their seeds as arguments,
 run under `torch.inference_mode()` and call `rsgan_hub.pipelines`; every one has an `api_name`, so
-`gradio_client` can drive the Space. Bad input raises `gr.Error` with one line; uploads are limited
-in bytes (by Gradio, before they are stored) and in pixels (from the file header, before decoding).
+`gradio_client` can drive the Space, and the model calls (generate, class_overview, explore, translate,
+scene_to_map) are also MCP tools (`launch(mcp_server=True)`): their docstrings, with the model's class
+names and the limits filled in by `bind`, are the tools' descriptions. Bad input raises `gr.Error` with
+one line; uploads are limited in bytes (by Gradio, before they are stored) and in pixels (from the file
+header, before decoding).
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from __future__ import annotations
 import argparse
 import ctypes
 import functools
+import inspect
+import math
 import os
 import re
 import secrets
@@ -26,14 +31,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 import torch
 from gradio.utils import get_upload_folder
 from huggingface_hub import ModelCard
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from rsgan_hub import DCGANGenerator, ModelLoadError, Pix2PixGenerator, generate_images, make_grid
 from rsgan_hub.geo import is_tiff, open_scene
-from rsgan_hub.pipelines import check_translator, latent_walk, translate_file, translate_image
+from rsgan_hub.pipelines import MIN_TRUNCATION, check_translator, latent_walk, translate_file, translate_image
 
 HERE = Path(__file__).resolve().parent
 MAX_IMAGES = 64  # per /generate call
@@ -42,6 +48,10 @@ MAX_SEED = 2**31 - 1
 MAX_PIXELS = 4096 * 4096  # per upload; the full pix2pix took 13 s/megapixel on a busy 2-core CPU (bf16)
 MAX_FILE_SIZE = "100mb"
 PREVIEW_SIDE = 1024  # side of the on-page comparison; downloads keep full resolution
+UPLOAD_PREVIEW_SIDE = 512  # side of the preview of an upload, before it is translated
+DISPLAY_SIDE = 512  # a generated scene and its map are enlarged (nearest neighbour) to about this side
+OVERVIEW_CLASSES = 8  # classes the class overview offers first, spread over the model's list
+MAX_OVERVIEW_IMAGES = 4 * MAX_IMAGES  # per /class_overview call: classes x images per class
 CACHE_AGE = 3600  # seconds the app's output files are kept (Gradio's delete_cache)
 DIRECTIONS = {"sat2map": "Satellite → Map", "map2sat": "Map → Satellite"}
 MODEL_SLOTS = {  # slot -> (environment variable, folder in pretrained/, what the page calls it)
@@ -162,23 +172,71 @@ def check_truncation(value) -> float | None:
     """0 or empty means no truncation."""
     if value in (None, "", 0):
         return None
-    if not 0 < float(value) <= 10:
-        raise gr.Error(f"truncation must be between 0 (off) and 10, got {value}")
+    if not MIN_TRUNCATION <= float(value) <= 10:  # below the floor the latents' redraw finds almost nothing
+        raise gr.Error(f"truncation must be between 0 (off) and 10, and at least {MIN_TRUNCATION} when on, got {value}")
     return float(value)
 
 
-def preview(image: Image.Image) -> Image.Image:
-    """A copy no larger than PREVIEW_SIDE for the page."""
-    small = image.copy()
-    small.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
-    return small
+def read_preview(path: str, side: int = PREVIEW_SIDE) -> Image.Image:
+    """An image file as RGB, shrunk by a whole factor (box filter) to at most `side` on its long side. It is
+    read in strips, as the translation reads it, so a large GeoTIFF is never held whole for the page."""
+    with open_scene(path, max_pixels=MAX_PIXELS) as scene:
+        factor = max(1, math.ceil(max(scene.height, scene.width) / side))
+        rows = factor * max(1, 512 // factor)  # per read: a multiple of the factor, so the boxes line up
+        strips = [np.asarray(Image.fromarray(scene.read_rows(y, min(y + rows, scene.height))).reduce(factor))
+                  for y in range(0, scene.height, rows)]
+    return Image.fromarray(np.concatenate(strips))
+
+
+def enlarge(image: Image.Image) -> Image.Image:
+    """Nearest-neighbour enlargement by a whole factor to about DISPLAY_SIDE: a 128² scene seen pixel by pixel."""
+    factor = max(1, DISPLAY_SIDE // max(image.size))
+    return image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST)
+
+
+def label_rows(grid: Image.Image, labels: list[str], row_height: int, padding: int = 2) -> Image.Image:
+    """`grid` (rows of `row_height` px, `padding` apart, as make_grid lays them) with a label left of each row."""
+    font = ImageFont.load_default(size=max(12, row_height // 8))
+    width = padding * 4 + math.ceil(max(ImageDraw.Draw(grid).textlength(label, font=font) for label in labels))
+    labelled = Image.new("RGB", (width + grid.width, grid.height), "white")
+    labelled.paste(grid, (width, 0))
+    draw = ImageDraw.Draw(labelled)
+    for row, label in enumerate(labels):
+        draw.text((padding * 2, padding + row * (row_height + padding) + row_height / 2), label, fill="black",
+                  font=font, anchor="lm")
+    return labelled
+
+
+def bind(fn, models: Models, facts: dict[str, str]):
+    """`fn(models, ...)` as an event's function `fn(...)`: Gradio reads its name, signature and docstring
+    (with the {placeholders} filled from `facts`) for the API page and the MCP tool it becomes."""
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        return fn(models, *args, **kwargs)
+
+    signature = inspect.signature(fn)
+    call.__signature__ = signature.replace(parameters=list(signature.parameters.values())[1:])
+    call.__doc__ = inspect.getdoc(fn).format_map(facts)
+    return call
 
 
 # ---- predict functions --------------------------------------------------------------------------
+# Their docstrings are what MCP clients read: one line per argument under Args:, limits stated.
 @user_errors
 @torch.inference_mode()
-def generate(models: Models, class_name: str | None, num_images: int, seed: int, truncation: float | None):
-    """Scenes with seeds seed, seed + 1, ... -> (gallery, grid image, zip of the PNGs)."""
+def generate(models: Models, class_name: str, num_images: int = 16, seed: int = 0, truncation: float = 0):
+    """Generate synthetic satellite scenes with the DCGAN. Scene i uses seed + i, so a seed always gives the same scenes.
+
+    Args:
+        class_name: the scene class: {classes}.
+        num_images: how many scenes, a whole number from 1 to {max_images}.
+        seed: the first scene's seed, a whole number from 0 to {max_seed}.
+        truncation: 0 for off, else above 0 and at most 10; lower values give more typical scenes (1 to 2 is usual).
+
+    Returns:
+        a gallery of the scenes, one grid image of them all, and a zip of their PNGs
+    """
     num_images = check_int(num_images, "number of images", 1, MAX_IMAGES)
     seed = check_int(seed, "seed", 0, MAX_SEED)
     images = generate_images(models.dcgan, num_images, seed, class_name or None, check_truncation(truncation))
@@ -195,9 +253,48 @@ def generate(models: Models, class_name: str | None, num_images: int, seed: int,
 
 @user_errors
 @torch.inference_mode()
-def explore(models: Models, class_name: str | None, seed_a: int, seed_b: int, num_frames: int,
-            truncation: float | None):
-    """Latent walk from seed_a to seed_b -> (animated GIF file, strip of the frames)."""
+def class_overview(models: Models, classes: list[str], per_class: int = 8, seed: int = 0, truncation: float = 0):
+    """An overview of what the class-conditional DCGAN knows: one row of scenes per class, column j using seed + j in every row.
+
+    Args:
+        classes: the classes to show, one row each, each {classes}.
+        per_class: scenes per class, a whole number from 1 to 16; classes x per_class is at most {max_overview}.
+        seed: the first column's seed, a whole number from 0 to {max_seed}.
+        truncation: 0 for off, else above 0 and at most 10; lower values give more typical scenes.
+
+    Returns:
+        one image: a labelled row of scenes per class
+    """
+    if not models.dcgan.num_classes:
+        raise gr.Error("the model is unconditional: it has no classes to show")
+    classes = [classes] if isinstance(classes, str) else list(classes or [])
+    if not classes:
+        raise gr.Error("choose at least one class")
+    per_class = check_int(per_class, "scenes per class", 1, 16)
+    if len(classes) * per_class > MAX_OVERVIEW_IMAGES:
+        raise gr.Error(f"{len(classes)} classes x {per_class} scenes is over the limit of {MAX_OVERVIEW_IMAGES}")
+    seed, truncation = check_int(seed, "seed", 0, MAX_SEED), check_truncation(truncation)
+    images = [image for name in classes
+              for image in generate_images(models.dcgan, per_class, seed, name, truncation)]
+    return label_rows(make_grid(images, columns=per_class), classes, images[0].height)
+
+
+@user_errors
+@torch.inference_mode()
+def explore(models: Models, class_name: str, seed_a: int = 0, seed_b: int = 1, num_frames: int = 16,
+            truncation: float = 0):
+    """A latent walk with the DCGAN: the scenes on the way from seed_a's latent vector to seed_b's.
+
+    Args:
+        class_name: the scene class: {classes}.
+        seed_a: the seed the walk starts from, a whole number from 0 to {max_seed}.
+        seed_b: the seed the walk ends at, a whole number from 0 to {max_seed}.
+        num_frames: frames on the way, a whole number from 2 to {max_frames}.
+        truncation: 0 for off, else above 0 and at most 10; lower values give more typical scenes.
+
+    Returns:
+        an animated GIF of the walk (there and back) and one strip image of its frames
+    """
     seed_a, seed_b = check_int(seed_a, "seed A", 0, MAX_SEED), check_int(seed_b, "seed B", 0, MAX_SEED)
     num_frames = check_int(num_frames, "number of frames", 2, MAX_FRAMES)
     frames = latent_walk(models.dcgan, seed_a, seed_b, num_frames, class_name or None, check_truncation(truncation))
@@ -209,9 +306,16 @@ def explore(models: Models, class_name: str | None, seed_a: int, seed_b: int, nu
 
 @user_errors
 @torch.inference_mode()
-def translate(models: Models, image: str | None, direction: str, progress=gr.Progress()):
-    """Whole-scene translation of an uploaded image -> the translated file, full resolution: a
-    GeoTIFF with the upload's georeferencing when the upload was a (Geo)TIFF, else a PNG."""
+def translate(models: Models, image: str, direction: str = "sat2map", progress=gr.Progress()):
+    """Translate a whole satellite image into a map, or a map into a satellite image, with pix2pix (overlapping 256 px tiles).
+
+    Args:
+        image: the scene, a PNG, JPEG or (Geo)TIFF file of at most {max_megapixels} megapixels and at least 8 px a side.
+        direction: "sat2map" (a satellite image in, its map out) or "map2sat" (a map in, a satellite image out).
+
+    Returns:
+        the translated file at full resolution: a GeoTIFF with the upload's georeferencing for a (Geo)TIFF, else a PNG
+    """
     if not image:
         raise gr.Error("upload an image first")
     if direction not in DIRECTIONS:
@@ -225,10 +329,10 @@ def translate(models: Models, image: str | None, direction: str, progress=gr.Pro
     return str(out)
 
 
-def read_rgb(path: str) -> Image.Image:
-    """Any image the app accepts (PNG / JPEG / GeoTIFF) as an RGB image, within the pixel limit."""
-    with open_scene(path, max_pixels=MAX_PIXELS) as scene:
-        return Image.fromarray(scene.read_rows(0, scene.height))
+@user_errors
+def upload_preview(image: str | None):
+    """The upload, shrunk for the page (the file itself is what /translate reads)."""
+    return read_preview(image, UPLOAD_PREVIEW_SIDE) if image else None
 
 
 @user_errors
@@ -237,22 +341,43 @@ def compare(image: str | None, translated: str | None):
     downloads are the translated file and, for a GeoTIFF, a PNG of the same pixels."""
     if not image or not translated:
         raise gr.Error("nothing to compare yet: translate an image first")
-    before, after = read_rgb(image), read_rgb(translated)
     downloads = [translated]
     if is_tiff(Path(translated)):
         downloads.append(str(output_dir() / f"{Path(translated).stem}.png"))
-        after.save(downloads[-1])
-    small_before, small_after = preview(before), preview(after)
-    return (small_before, small_after), small_before, small_after, downloads
+        with open_scene(translated, max_pixels=MAX_PIXELS) as scene:
+            Image.fromarray(scene.read_rows(0, scene.height)).save(downloads[-1])
+    before, after = read_preview(image), read_preview(translated)
+    return (before, after), before, after, downloads
 
 
 @user_errors
 @torch.inference_mode()
-def scene_to_map(models: Models, class_name: str | None, seed: int, truncation: float | None):
-    """One generated scene and its map -> (scene, map)."""
+def scene_to_map(models: Models, class_name: str, seed: int = 0, truncation: float = 0):
+    """Generate one synthetic satellite scene with the DCGAN and translate it into its map with pix2pix (sat2map).
+
+    Args:
+        class_name: the scene class: {classes}.
+        seed: the scene's seed, a whole number from 0 to {max_seed}.
+        truncation: 0 for off, else above 0 and at most 10; lower values give more typical scenes.
+
+    Returns:
+        the scene and its map, both at the generator's native size ({image_size} px)
+    """
     seed = check_int(seed, "seed", 0, MAX_SEED)
     scene = generate_images(models.dcgan, 1, seed, class_name or None, check_truncation(truncation))[0]
     return scene, translate_image(models.sat2map, scene)
+
+
+@user_errors
+def show_large(scene: Image.Image | None, drawn_map: Image.Image | None):
+    """(scene, map) -> both enlarged for the page, and their native-size PNGs for download."""
+    if scene is None or drawn_map is None:
+        raise gr.Error("nothing to show yet: generate a scene first")
+    folder = output_dir()
+    downloads = [str(folder / "scene.png"), str(folder / "map.png")]
+    scene.save(downloads[0])
+    drawn_map.save(downloads[1])
+    return enlarge(scene), enlarge(drawn_map), downloads
 
 
 def pick_seed(seed: int, randomize: bool) -> int:
@@ -264,12 +389,25 @@ def pick_seed(seed: int, randomize: bool) -> int:
 def build_demo(models: Models) -> gr.Blocks:
     classes = models.dcgan.class_names
     conditional = bool(models.dcgan.num_classes)
-    examples = sorted(str(p) for p in (HERE / "examples").glob("*.png"))
+    examples = [(str(p), "sat2map" if "scene" in p.name else "map2sat") for p in sorted((HERE / "examples").glob("*.png"))]
+    facts = {"classes": f"one of {', '.join(classes)} (case-insensitive)" if conditional
+             else "an empty string: this model is unconditional",
+             "max_images": MAX_IMAGES, "max_seed": MAX_SEED, "max_frames": MAX_FRAMES,
+             "max_overview": MAX_OVERVIEW_IMAGES, "max_megapixels": f"{MAX_PIXELS / 1e6:.1f}",
+             "image_size": models.dcgan.image_size}
     run = dict(concurrency_id="models")  # every model call shares one concurrency limit (CPU-bound)
+    page_only = dict(api_visibility="undocumented")  # page plumbing: callable, but neither documented nor an MCP tool
+
+    def tool(fn):
+        return bind(fn, models, facts)
 
     def class_picker():
         return gr.Dropdown(choices=classes, value=classes[0] if conditional else None, label="Scene class",
                            visible=conditional, allow_custom_value=True)  # checked by resolve_label, by name
+
+    def pick_example(evt: gr.SelectData):
+        """A click on an example thumbnail -> (its file, from Gradio's cache; its direction)."""
+        return evt.value["image"]["path"], examples[evt.index][1]
 
     with gr.Blocks(title="rsgan_hub", delete_cache=(600, CACHE_AGE)) as demo:
         gr.Markdown("# rsgan_hub\nSynthetic satellite scenes (DCGAN) and satellite ⇄ map translation of "
@@ -279,6 +417,11 @@ def build_demo(models: Models) -> gr.Blocks:
         with gr.Tab("Generate"):
             with gr.Row():
                 with gr.Column(scale=1):
+                    if conditional:  # the overview first: it shows what the model knows
+                        spread = classes[::max(1, len(classes) // OVERVIEW_CLASSES)][:OVERVIEW_CLASSES]
+                        ov_classes = gr.Dropdown(classes, value=spread, multiselect=True, label="Classes to compare")
+                        ov_per_class = gr.Slider(1, 16, value=8, step=1, label="Scenes per class")
+                        ov_button = gr.Button("Show one row per class", variant="primary", elem_id="overview-button")
                     gen_class = class_picker()
                     gen_n = gr.Slider(1, MAX_IMAGES, value=16, step=1, label="Number of images")
                     with gr.Row():
@@ -287,13 +430,20 @@ def build_demo(models: Models) -> gr.Blocks:
                     gen_trunc = gr.Slider(0, 3, value=0, step=0.1, label="Truncation (0 = off; lower = more typical)")
                     gen_button = gr.Button("Generate", variant="primary", elem_id="generate-button")
                 with gr.Column(scale=2):
+                    if conditional:
+                        ov_image = gr.Image(label="One row per class; column j uses seed + j in every row", type="pil",
+                                            format="png", elem_id="overview-image")
                     gen_gallery = gr.Gallery(label="Scenes (image i uses seed + i)", columns=6, format="png",
                                              elem_id="generate-gallery")
                     gen_grid = gr.Image(label="Grid", type="pil", format="png")
                     gen_zip = gr.File(label="All PNGs (zip)", elem_id="generate-zip")
-            gen_button.click(pick_seed, [gen_seed, gen_random], gen_seed, api_name="pick_seed", queue=False).then(
-                functools.partial(generate, models), [gen_class, gen_n, gen_seed, gen_trunc],
-                [gen_gallery, gen_grid, gen_zip], api_name="generate", **run)
+            if conditional:
+                ov_button.click(tool(class_overview), [ov_classes, ov_per_class, gen_seed, gen_trunc], ov_image,
+                                api_name="class_overview", **run)
+            gen_button.click(pick_seed, [gen_seed, gen_random], gen_seed, api_name="pick_seed", queue=False,
+                             **page_only).then(
+                tool(generate), [gen_class, gen_n, gen_seed, gen_trunc], [gen_gallery, gen_grid, gen_zip],
+                api_name="generate", **run)
         with gr.Tab("Explore"):
             with gr.Row():
                 with gr.Column(scale=1):
@@ -306,8 +456,8 @@ def build_demo(models: Models) -> gr.Blocks:
                 with gr.Column(scale=2):
                     walk_gif = gr.Image(label="Latent walk", type="filepath", format="gif", elem_id="walk-gif")
                     walk_strip = gr.Image(label="Frames", type="pil", format="png")
-            walk_button.click(functools.partial(explore, models), [walk_class, walk_a, walk_b, walk_n, walk_trunc],
-                              [walk_gif, walk_strip], api_name="explore", **run)
+            walk_button.click(tool(explore), [walk_class, walk_a, walk_b, walk_n, walk_trunc], [walk_gif, walk_strip],
+                              api_name="explore", **run)
         with gr.Tab("Satellite ⇄ Map"):
             with gr.Row():
                 with gr.Column(scale=1):
@@ -316,10 +466,15 @@ def build_demo(models: Models) -> gr.Blocks:
                     tr_upload = gr.File(label=f"Scene: PNG, JPEG or GeoTIFF, up to {MAX_PIXELS / 1e6:.1f} megapixels",
                                         file_types=["image", ".tif", ".tiff"], type="filepath",
                                         elem_id="translate-upload")
+                    tr_preview = gr.Image(label="To translate (a preview; the full file is translated)", type="pil",
+                                          format="png", interactive=False, height=300, elem_id="translate-preview")
                     tr_button = gr.Button("Translate", variant="primary", elem_id="translate-button")
                     if examples:
-                        gr.Examples([[p, "sat2map" if "scene" in Path(p).name else "map2sat"] for p in examples],
-                                    [tr_upload, tr_direction], label="Examples (drawn by code, not real places)")
+                        tr_examples = gr.Gallery([(path, f"{Path(path).stem}: {DIRECTIONS[direction]}")
+                                                  for path, direction in examples],
+                                                 label="Examples (drawn by code, not real places): click one",
+                                                 columns=len(examples), height="auto", allow_preview=False,
+                                                 interactive=False, elem_id="translate-examples")
                 with gr.Column(scale=2):
                     with gr.Tab("Slider"):
                         tr_slider = gr.ImageSlider(label="Input | translation", type="pil", format="png",
@@ -331,10 +486,13 @@ def build_demo(models: Models) -> gr.Blocks:
                     tr_file = gr.File(visible=False)  # /translate's result; the page shows tr_downloads
                     tr_downloads = gr.File(label="Download, full resolution (PNG; GeoTIFF + PNG for a GeoTIFF)",
                                            file_count="multiple", elem_id="translate-downloads")
-            tr_button.click(functools.partial(translate, models), [tr_upload, tr_direction], tr_file,
-                            api_name="translate", **run).success(
+            tr_upload.change(upload_preview, tr_upload, tr_preview, api_name="upload_preview", **page_only)
+            if examples:
+                tr_examples.select(pick_example, None, [tr_upload, tr_direction], api_name="pick_example",
+                                   queue=False, **page_only)
+            tr_button.click(tool(translate), [tr_upload, tr_direction], tr_file, api_name="translate", **run).success(
                 compare, [tr_upload, tr_file], [tr_slider, tr_before, tr_after, tr_downloads],
-                api_name="compare", **run)
+                api_name="compare", **page_only, **run)
         with gr.Tab("Scene + map"):
             with gr.Row():
                 with gr.Column(scale=1):
@@ -343,12 +501,20 @@ def build_demo(models: Models) -> gr.Blocks:
                         sm_seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
                         sm_random = gr.Checkbox(True, label="Randomise seed")
                     sm_trunc = gr.Slider(0, 3, value=0, step=0.1, label="Truncation (0 = off)")
-                    sm_button = gr.Button("Generate scene and map", variant="primary")
-                sm_scene = gr.Image(label="Generated scene", type="pil", format="png")
-                sm_map = gr.Image(label="Its map", type="pil", format="png")
-            sm_button.click(pick_seed, [sm_seed, sm_random], sm_seed, api_name="pick_seed_1", queue=False).then(
-                functools.partial(scene_to_map, models), [sm_class, sm_seed, sm_trunc], [sm_scene, sm_map],
-                api_name="scene_to_map", **run)
+                    sm_button = gr.Button("Generate scene and map", variant="primary", elem_id="scene-map-button")
+                    sm_downloads = gr.File(label=f"Download at native size ({models.dcgan.image_size} px)",
+                                           file_count="multiple", elem_id="scene-map-downloads")
+                with gr.Column(scale=3), gr.Row():
+                    # shown enlarged, pixel by pixel; the downloads on the left keep the native size
+                    sm_scene = gr.Image(label="Generated scene", type="pil", format="png", buttons=["fullscreen"],
+                                        elem_id="scene-map-scene")
+                    sm_map = gr.Image(label="Its map", type="pil", format="png", buttons=["fullscreen"],
+                                      elem_id="scene-map-map")
+            sm_native = [gr.Image(type="pil", format="png", visible=False) for _ in range(2)]  # /scene_to_map's result
+            sm_button.click(pick_seed, [sm_seed, sm_random], sm_seed, api_name="pick_seed_1", queue=False,
+                            **page_only).then(
+                tool(scene_to_map), [sm_class, sm_seed, sm_trunc], sm_native, api_name="scene_to_map", **run).success(
+                show_large, sm_native, [sm_scene, sm_map, sm_downloads], api_name="show_large", **page_only)
         with gr.Tab("About"):
             for slot in MODEL_SLOTS:
                 with gr.Accordion(MODEL_SLOTS[slot][2], open=False):
@@ -392,5 +558,6 @@ if __name__ == "__main__":
     demo = build_demo(models)
     demo.queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size)
     # No allowed_paths: Gradio serves only its own upload / cache folders and the page's assets.
+    # mcp_server: the tools at /gradio_api/mcp/ (streamable HTTP) for MCP clients, beside the page and the API.
     demo.launch(server_name=args.host, server_port=args.port, max_file_size=args.max_file_size,
-                footer_links=["api", "gradio"])
+                footer_links=["api", "gradio"], mcp_server=True)
