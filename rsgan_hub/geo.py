@@ -14,7 +14,12 @@ Pixel values reach the networks as 8-bit RGB (the pix2pix paper's maps and photo
   become RGB; 16/32-bit grey images follow the scaling rule above.
 
 Decompression bombs: the pixel count is read from the header and checked against `max_pixels`
-(default 120 megapixels) before anything is decoded.
+(default 120 megapixels) before anything is decoded. Complex-valued rasters (SAR) are refused: which
+real image to draw from them (amplitude, phase, dB) is the user's choice.
+
+Every file `write_scene` writes names rsgan_hub as its software (the TIFF Software tag, a PNG text
+chunk, a JPEG comment), so `written_by_rsgan` can tell an earlier output, safe to replace, from a
+file of the user's.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ PIL_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
 TIFF_SUFFIXES = (".tif", ".tiff")
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
 _PIL_LIMIT_LOCK = threading.Lock()
+SOFTWARE = "rsgan_hub translate"
 
 
 @dataclass
@@ -163,6 +169,10 @@ def _open_raster(path: Path, bands: Sequence[int] | None, max_pixels: int | None
         if len(bands) not in (1, 3) or not all(1 <= b <= src.count for b in bands):
             raise ValueError(f"{path} has {src.count} band(s); --bands needs 1 or 3 indices in 1..{src.count}, "
                              f"got {','.join(map(str, bands))}")
+        complex_bands = [b for b in bands if src.dtypes[b - 1].startswith("complex")]
+        if complex_bands:
+            raise ValueError(f"{path}: band {complex_bands[0]} is complex-valued ({src.dtypes[complex_bands[0] - 1]}); "
+                             "translate needs real-valued bands - convert it first (e.g. to amplitude)")
         palette = None
         if len(bands) == 1 and src.colorinterp[bands[0] - 1] == ColorInterp.palette:
             colormap = src.colormap(bands[0])
@@ -211,6 +221,7 @@ def write_scene(path: str | Path, height: int, width: int, rows: Iterable[tuple[
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 with rasterio.open(tmp, "w", **profile) as dst:
+                    dst.update_tags(TIFFTAG_SOFTWARE=SOFTWARE)
                     for y0, strip in rows:
                         dst.write(strip.transpose(2, 0, 1), window=Window(0, y0, width, strip.shape[0]))
                     if georef and "crs" not in profile and georef["gcps"][0]:
@@ -219,5 +230,32 @@ def write_scene(path: str | Path, height: int, width: int, rows: Iterable[tuple[
             image = np.empty((height, width, 3), np.uint8)
             for y0, strip in rows:
                 image[y0:y0 + strip.shape[0]] = strip
-            Image.fromarray(image).save(tmp, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+            signature = {"quality": 95, "comment": SOFTWARE} if fmt == "JPEG" else {"pnginfo": _png_info()}
+            Image.fromarray(image).save(tmp, format=fmt, **signature)
     return path
+
+
+def _png_info():
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("Software", SOFTWARE)
+    return info
+
+
+def written_by_rsgan(path: str | Path) -> bool:
+    """Whether `path` is an image `write_scene` wrote (its software tag names rsgan_hub)."""
+    path = Path(path)
+    try:
+        if is_tiff(path):
+            import rasterio
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with rasterio.open(path) as src:
+                    return src.tags().get("TIFFTAG_SOFTWARE") == SOFTWARE
+        with Image.open(path) as image:
+            found = image.info.get("comment") if image.format == "JPEG" else getattr(image, "text", {}).get("Software")
+            return (found.decode(errors="replace") if isinstance(found, bytes) else found) == SOFTWARE
+    except Exception:  # unreadable, not an image, a GDAL error of any kind: not ours
+        return False

@@ -3,17 +3,22 @@
 Pixel convention, stated once for the whole project: networks take and return RGB tensors of shape
 (B, 3, H, W) with values in [-1, 1]; `pil_to_tensor` / `tensor_to_pil` convert from / to 8-bit
 PIL images. Every file or folder a command produces is written through `atomic_path` /
-`atomic_dir`, so an interrupted or failed run never leaves a half-written output behind.
+`atomic_dir`, so an interrupted or failed run never leaves a half-written output behind, and
+`check_output` decides where a command may write at all: never over, around or inside an input,
+and never over a folder or file rsgan did not write unless the user says `--overwrite`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
+import json
 import math
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -70,21 +75,139 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.unlink(tmp)
 
 
-@contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Path]:
-    """Yield a temporary folder beside `path`; it replaces `path` only if the block succeeds."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise FileExistsError(f"{path} exists and is not a folder")
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists")
+# ---- outputs: what a command may write, and where ---------------------------------------------
+# Every folder a command writes carries MARKER, a small JSON naming the command. An existing folder
+# is replaced only when it carries the marker (or the user passed --overwrite); an output never
+# equals, holds or lies inside an input, compared as resolved paths so that links count too.
+MARKER = ".rsgan-output"
+_SCRATCH = re.compile(r"\.(?P<name>.+)\.(?P<kind>tmp|cache|old)\.(?P<pid>\d+)\.[^.]+$")
+
+
+def write_marker(folder: Path, command: str) -> None:
+    """MARKER in `folder`: the command only (no time, no arguments), so that a rerun is byte-identical."""
+    (Path(folder) / MARKER).write_text(json.dumps({"written_by": command}) + "\n")
+
+
+def _existing_folder_problem(path: Path) -> str | None:
+    """Why `path` may not be replaced by a new output folder, or None if it may."""
+    if not path.exists():
+        return None
+    if not path.is_dir():
+        return f"{path} is a file, not a folder"
+    if (path / MARKER).is_file():
+        return None
+    entries = sorted(p.name for p in path.iterdir())
+    if not entries:
+        return None
+    shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+    return (f"{path} already holds {len(entries)} entries rsgan did not write ({shown}); choose another "
+            "--out or pass --overwrite to replace it")
+
+
+def check_output(out: str | os.PathLike, inputs: dict[str, str | os.PathLike | None], overwrite: bool = False,
+                 folder: bool = True, ours: Callable[[Path], bool] | None = None) -> Path:
+    """Refuse an output that would replace, hold or lie inside one of `inputs` ({what: path}; paths
+    that do not exist locally, such as Hub repo ids, are skipped), that would replace or hold the
+    working directory, or that would replace something rsgan did not write: a folder without
+    MARKER, or (for a file output, `folder=False`) a file `ours` does not recognise. `overwrite`
+    lifts only the last rule. Returns `out` as a Path; raises ValueError / FileExistsError."""
+    out = Path(out)
+    real = out.resolve()
+    here = Path.cwd().resolve()
+    if real == here or real in here.parents:
+        raise ValueError(f"--out {out} is or holds the working directory; choose a new folder for the output")
+    for what, path in inputs.items():
+        if path is None or not os.path.exists(path):
+            continue
+        source = Path(path).resolve()
+        if real == source or (out.exists() and os.path.samefile(out, source)):
+            raise ValueError(f"--out {out} is {what} ({path}); choose another path")
+        if real in source.parents:
+            raise ValueError(f"--out {out} holds {what} ({path}); choose a path outside it")
+        if source in real.parents:
+            raise ValueError(f"--out {out} lies inside {what} ({path}); choose a path outside it")
+    if overwrite:
+        if out.exists() and out.is_dir() != folder:
+            raise FileExistsError(f"{out} is a {'file' if folder else 'folder'}, not a {'folder' if folder else 'file'}")
+        return out
+    if folder:
+        problem = _existing_folder_problem(out)
+    elif out.is_dir():
+        problem = f"{out} is a folder, not a file"
+    elif out.exists() and not (ours and ours(out)):
+        problem = f"{out} exists and was not written by rsgan; choose another --out or pass --overwrite to replace it"
+    else:
+        problem = None
+    if problem:
+        raise FileExistsError(problem)
+    return out
+
+
+def _scratch(path: Path, kind: str) -> Path:
+    """A new hidden folder `.NAME.KIND.PID.XXXX` beside `path`, carrying MARKER; the pid lets a later
+    run tell a scratch folder of a killed run from one a running process is filling."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{kind}.{os.getpid()}.", dir=path.parent))
     os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes 0700
+    write_marker(tmp, f"scratch folder of {path.name}")
+    return tmp
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_scratch(path: str | os.PathLike) -> list[Path]:
+    """Remove the scratch folders beside `path` left by runs that were killed (SIGKILL, power loss:
+    no cleanup could run); an interrupted replacement is rolled back first. Returns what was removed."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    removed = []
+    for p in sorted(path.parent.glob(f".{glob.escape(path.name)}.*")):
+        match = _SCRATCH.fullmatch(p.name)
+        if not match or match["name"] != path.name or not p.is_dir() or _alive(int(match["pid"])):
+            continue
+        if not (p / MARKER).is_file():
+            continue
+        if match["kind"] == "old" and (p / "x").is_dir() and not path.exists():
+            os.replace(p / "x", path)  # killed between moving the old output aside and the new one in
+        shutil.rmtree(p, ignore_errors=True)
+        removed.append(p)
+    return removed
+
+
+@contextlib.contextmanager
+def scratch_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """A scratch folder beside `path` (same disk), removed when the block ends, however it ends."""
+    tmp = _scratch(Path(path), "cache")
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike, command: str = "rsgan", overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder beside `path`, marked as written by `command`; it replaces `path`
+    only if the block succeeds. An existing `path` must be a folder rsgan wrote (MARKER), be empty,
+    or `overwrite` must be given."""
+    path = Path(path)
+    problem = _existing_folder_problem(path)
+    if problem and not (overwrite and path.is_dir()):
+        raise FileExistsError(problem)
+    tmp = _scratch(path, "tmp")
+    write_marker(tmp, command)  # the output's own marker, in place of the scratch one
     try:
         yield tmp
         if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+            old = _scratch(path, "old")
             os.replace(path, old / "x")
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)

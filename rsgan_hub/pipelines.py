@@ -40,23 +40,45 @@ DIRECTIONS = ("sat2map", "map2sat")
 Progress = Callable[[int, int], None]
 
 
+MIN_TRUNCATION = 0.05  # below it almost every draw is rejected: |z| < 0.05 holds for 4 % of N(0, 1) draws
+MAX_REDRAWS = 1000  # at t = 0.05 a component is still outside after 1000 redraws with probability 1e-18
+SEED_RANGE = (-2**63, 2**63 - 1)  # seeds are stored as int64 (the `seed` column of `rsgan synthesize`)
+
+
+def check_truncation(truncation: float | None, name: str = "truncation") -> None:
+    """ValueError unless `truncation` is None (off) or a finite number >= MIN_TRUNCATION."""
+    if truncation is not None and not MIN_TRUNCATION <= truncation < float("inf"):
+        raise ValueError(f"{name} must be at least {MIN_TRUNCATION} (or off), got {truncation}")
+
+
+def check_seeds(first: int, last: int) -> None:
+    """ValueError unless every seed first..last fits in a signed 64-bit integer."""
+    low, high = SEED_RANGE
+    if first < low or last > high:
+        raise ValueError(f"seeds must lie in {low}..{high}; this run would use seeds {first}..{last}")
+
+
 def latents(seeds: Sequence[int], latent_dim: int, truncation: float | None = None) -> torch.Tensor:
     """(len(seeds), latent_dim) standard-normal latents, one reproducible row per seed.
 
-    With `truncation` t > 0, components with |z| > t are redrawn until all lie within t (the
-    truncation trick: less variety, more typical images).
+    With `truncation` t (>= MIN_TRUNCATION), components with |z| > t are redrawn until all lie
+    within t (the truncation trick: less variety, more typical images); after MAX_REDRAWS rounds the
+    rare survivors are clamped to +-t, so the work is bounded for every t.
     """
-    if truncation is not None and truncation <= 0:
-        raise ValueError("truncation must be > 0")
+    check_truncation(truncation)
     rows = []
     for seed in seeds:
+        check_seeds(seed, seed)
         rng = torch.Generator().manual_seed(int(seed))
         z = torch.randn(latent_dim, generator=rng)
         if truncation is not None:
             outside = z.abs() > truncation
-            while outside.any():
+            for _ in range(MAX_REDRAWS):
+                if not outside.any():
+                    break
                 z[outside] = torch.randn(int(outside.sum()), generator=rng)
                 outside = z.abs() > truncation
+            z.clamp_(-truncation, truncation)
         rows.append(z)
     return torch.stack(rows)
 
@@ -114,6 +136,8 @@ def generate_images(
     """
     if num_images <= 0:
         raise ValueError(f"num_images must be > 0, got {num_images}")
+    check_seeds(seed, seed + num_images - 1)
+    check_truncation(truncation)
     class_index = resolve_label(generator, label)
     generator.eval()
     images = []

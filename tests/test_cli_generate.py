@@ -28,7 +28,7 @@ def test_generate_is_reproducible(model_dir, tmp_path):
                   "--out", tmp_path / out)
         assert r.returncode == 0, r.stderr
     files = sorted(p.name for p in (tmp_path / "a").iterdir())
-    assert files == ["000000.png", "000001.png", "000002.png", "000003.png", "000004.png", "grid.png"]
+    assert files == [".rsgan-output", "000000.png", "000001.png", "000002.png", "000003.png", "000004.png", "grid.png"]
     for name in files:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     assert Image.open(tmp_path / "a" / "000000.png").size == (64, 64)

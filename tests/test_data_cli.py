@@ -89,13 +89,14 @@ def test_errors_are_one_line_and_leave_nothing(tmp_path, capfd):
          "rsgan: error: no usable images: skipped 24: 24 unreadable raster data (tile row 0 col 0, tile row 0 col 1,"),
     ]
     (tmp_path / "out").mkdir()
+    (tmp_path / "out" / ".rsgan-output").write_text("{}")  # an earlier output, which rsgan may replace
     (tmp_path / "out" / "keep.txt").write_text("an earlier dataset")
     for args, message in cases:
         r = rsgan_here(capfd, *args, "--out", tmp_path / "out")
         lines = r.stderr.strip().splitlines()  # progress bars, then one error line
         assert r.returncode == 1 and lines[-1].startswith(message), (args, r.stderr)
         assert "Traceback" not in r.stderr and sum(line.startswith("rsgan:") for line in lines) == 1
-        assert [p.name for p in (tmp_path / "out").iterdir()] == ["keep.txt"]  # the old output is untouched
+        assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".rsgan-output", "keep.txt"]  # untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad", "city", "out"]  # no temporary folders
 
 

@@ -72,7 +72,7 @@ def test_mixes_into_a_real_training_set(model_dir, tmp_path):
     ("unconditional", ["--per-class", 2], "is unconditional: a labelled dataset needs a class-conditional model"),
     ("conditional", ["--per-class", 2, "--classes", "Forest,Ocean"], "unknown class 'Ocean'; known classes: Forest"),
     ("conditional", ["--per-class", 0], "--per-class must be > 0"),
-    ("conditional", ["--per-class", 2, "--truncation", "-1"], "--truncation must be > 0"),
+    ("conditional", ["--per-class", 2, "--truncation", "-1"], "--truncation must be at least 0.05 (or off), got -1.0"),
 ])
 def test_errors(model_dir, tmp_path, capsys, model, args, message):
     assert synthesize(model_dir / model, tmp_path / "out", *args) == 1

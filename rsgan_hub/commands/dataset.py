@@ -7,8 +7,9 @@ import argparse
 import math
 import os
 import re
-import tempfile
 from pathlib import Path
+
+from . import add_overwrite, prepare_output
 
 # Citations of the sources people convert, recognised from the source folder's name.
 KNOWN_SOURCES = [
@@ -37,7 +38,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("src", help="the raw folder")
-    common.add_argument("--out", required=True, help="output folder (written elsewhere, moved into place when complete)")
+    common.add_argument("--out", required=True, help="output folder (written elsewhere, moved into place when complete; "
+                                                     "replaces only a folder rsgan wrote)")
+    add_overwrite(common)
     common.add_argument("--num-proc", type=int, default=min(2, os.cpu_count() or 1),
                         help="worker processes for decoding (default: up to 2)")
     common.add_argument("--citation", default=None, help="BibTeX of the source, or a file holding it, for the card")
@@ -64,22 +67,21 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> None:
     from ..cli import UserError
     from ..data import build_pair_dataset, build_scene_dataset, summarize_skipped
+    from ..io import scratch_dir
 
-    src, out = Path(args.src), Path(args.out)
+    src = Path(args.src)
     if not src.is_dir():
         raise UserError(f"{src}: no such folder")
-    if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents:
-        raise UserError(f"--out must not be inside SRC ({src})")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = prepare_output(args.out, {"the source folder": src, "the citation file": args.citation}, args.overwrite)
     # the Arrow files are generated in a scratch folder on the same disk, then saved into --out
-    with tempfile.TemporaryDirectory(prefix=f".{out.name}.cache.", dir=out.parent) as cache:
+    with scratch_dir(out) as cache:
         if args.kind == "scenes":
-            dsdict, skipped = build_scene_dataset(src, args.test_fraction, args.seed, args.num_proc, cache)
+            dsdict, skipped = build_scene_dataset(src, args.test_fraction, args.seed, args.num_proc, str(cache))
         else:
             dsdict, skipped = build_pair_dataset(src, args.layout, args.satellite_side, args.tile, args.test_rows,
-                                                 args.num_proc, cache)
+                                                 args.num_proc, str(cache))
         card = dataset_card(args, dsdict, skipped)
-        write_dataset(dsdict, out, card)
+        write_dataset(dsdict, out, card, f"rsgan dataset {args.kind}", args.overwrite)
     counts = ", ".join(f"{split} {len(ds)}" for split, ds in dsdict.items())
     print(f"wrote {out}: {counts}; {summarize_skipped(skipped)}")
     if args.push_to_hub:
@@ -87,11 +89,12 @@ def run(args: argparse.Namespace) -> None:
         print(f"pushed to https://huggingface.co/datasets/{args.push_to_hub}")
 
 
-def write_dataset(dsdict, out: Path, card: str) -> None:
-    """save_to_disk + data/{split}-NNNNN-of-NNNNN.parquet + README.md, all moved into `out` at once."""
+def write_dataset(dsdict, out: Path, card: str, command: str = "rsgan dataset", overwrite: bool = False) -> None:
+    """save_to_disk + data/{split}-NNNNN-of-NNNNN.parquet + README.md, all moved into `out` at once
+    (an existing `out` is replaced only if rsgan wrote it, or with `overwrite`)."""
     from ..io import atomic_dir
 
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, command, overwrite) as tmp:
         dsdict.save_to_disk(str(tmp))
         for split, ds in dsdict.items():
             num_shards = max(1, math.ceil(ds.data.nbytes / MAX_SHARD_BYTES))

@@ -11,10 +11,11 @@ images of a smaller run, and `--classes` subsets give the same images as a full 
 from __future__ import annotations
 
 import argparse
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+
+from . import add_overwrite, prepare_output
 
 CARD = """---
 tags:
@@ -67,9 +68,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--per-class", type=int, required=True, help="images per class")
     p.add_argument("--classes", default=None, help="comma-separated class names (default: all of the model's)")
     p.add_argument("--seed", type=int, default=0, help="base seed S; see the seed rule in the card (default 0)")
-    p.add_argument("--truncation", type=float, default=None, help="truncation threshold for the latents")
+    p.add_argument("--truncation", type=float, default=None, help="truncation threshold for the latents (>= 0.05)")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
-    p.add_argument("--out", required=True, help="output folder, written with save_to_disk (replaced atomically)")
+    p.add_argument("--out", required=True, help="output folder, written with save_to_disk (replaced atomically, "
+                                                "only if rsgan wrote it)")
+    add_overwrite(p)
     p.add_argument("--push-to-hub", metavar="REPO_ID", default=None, help="also push the dataset and card to the Hub")
     return p
 
@@ -93,29 +96,30 @@ def synthetic_examples(generator, class_indices: list[int], per_class: int, seed
 
 
 def save_synthetic_dataset(generator, out: str | Path, class_indices: list[int], per_class: int, seed: int = 0,
-                           truncation: float | None = None, batch_size: int = 64, card: str = "") -> None:
+                           truncation: float | None = None, batch_size: int = 64, card: str = "",
+                           overwrite: bool = False) -> None:
     """Generate the rows and save them with `rsgan dataset`'s writer (save_to_disk + parquet shards +
-    README.md card, atomically)."""
+    README.md card, atomically; an existing `out` is replaced only if rsgan wrote it, or `overwrite`)."""
     import datasets
     from tqdm.auto import tqdm
 
+    from ..io import scratch_dir
     from .dataset import write_dataset
 
     features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=generator.class_names),
                                   "seed": datasets.Value("int64"), "synthetic": datasets.Value("bool")})
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     bars_were_on = not datasets.are_progress_bars_disabled()
     datasets.disable_progress_bars()  # one progress bar, ours, instead of datasets' own
     try:
-        with tempfile.TemporaryDirectory(prefix=f".{out.name}.cache.", dir=out.parent) as cache, \
+        with scratch_dir(out) as cache, \
                 tqdm(total=len(class_indices) * per_class, unit="img", desc="synthesize", disable=None) as bar:
             # Rows stream into Arrow files in `cache`, written batch by batch; nothing accumulates in memory.
             dataset = datasets.Dataset.from_generator(
                 synthetic_examples, features=features, cache_dir=cache, fingerprint=uuid.uuid4().hex,  # no reuse
                 gen_kwargs={"generator": generator, "class_indices": class_indices, "per_class": per_class,
                             "seed": seed, "truncation": truncation, "batch_size": batch_size, "bar": bar})
-            write_dataset(datasets.DatasetDict({"train": dataset}), out, card)
+            write_dataset(datasets.DatasetDict({"train": dataset}), out, card, "rsgan synthesize", overwrite)
             del dataset  # release the cache files before the folder is removed
     finally:
         if bars_were_on:
@@ -125,19 +129,21 @@ def save_synthetic_dataset(generator, out: str | Path, class_indices: list[int],
 def run(args: argparse.Namespace) -> None:
     from ..cli import UserError
     from ..models import DCGANGenerator
+    from ..pipelines import check_seeds, check_truncation
 
     if args.per_class <= 0:
         raise UserError(f"--per-class must be > 0, got {args.per_class}")
     if args.batch_size <= 0:
         raise UserError(f"--batch-size must be > 0, got {args.batch_size}")
-    if args.truncation is not None and args.truncation <= 0:
-        raise UserError("--truncation must be > 0")
+    check_truncation(args.truncation, "--truncation")
+    out = prepare_output(args.out, {"the model folder": args.model}, args.overwrite)
     generator = DCGANGenerator.from_pretrained(args.model).eval()
     if not generator.num_classes:
         raise UserError(f"{args.model} is unconditional: a labelled dataset needs a class-conditional model "
                         "(use `rsgan generate` for unlabelled scenes)")
     names = [n.strip() for n in args.classes.split(",") if n.strip()] if args.classes else generator.class_names
     indices = sorted({generator.class_index(n) for n in names})  # ValueError listing the known names
+    check_seeds(args.seed, args.seed + (args.per_class - 1) * generator.num_classes + indices[-1])
     chosen = [generator.class_names[c] for c in indices]
     total = len(indices) * args.per_class
     command = f"rsgan synthesize --model {args.model} --per-class {args.per_class} --seed {args.seed}"
@@ -149,8 +155,8 @@ def run(args: argparse.Namespace) -> None:
         out=args.out, command=f"{command} --out {args.out}",
         size_category="n<1K" if total < 1000 else "1K<n<10K" if total < 10_000 else "10K<n<100K",
         truncation=f", with truncation {args.truncation}" if args.truncation else "")
-    save_synthetic_dataset(generator, args.out, indices, args.per_class, args.seed, args.truncation,
-                           args.batch_size, card)
+    save_synthetic_dataset(generator, out, indices, args.per_class, args.seed, args.truncation,
+                           args.batch_size, card, args.overwrite)
     print(f"wrote {total} images ({len(indices)} classes) to {args.out}")
     if args.push_to_hub:
         from datasets import load_from_disk

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..geo import DEFAULT_MAX_PIXELS
+from . import add_overwrite, prepare_output
 
 
 def _bands(text: str) -> list[int]:
@@ -21,7 +22,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                                    "size. The output format follows --out's suffix; it is written atomically.")
     p.add_argument("input", help="input image (.png, .jpg, .tif, ...)")
     p.add_argument("--model", required=True, help="a saved Pix2PixGenerator folder or a Hub repo id")
-    p.add_argument("--out", required=True, help="output file: .png, .jpg, .tif or .tiff")
+    p.add_argument("--out", required=True, help="output file: .png, .jpg, .tif or .tiff (never the input; an "
+                                                "existing file only if rsgan wrote it)")
+    add_overwrite(p)
     p.add_argument("--direction", choices=["sat2map", "map2sat"], default=None,
                    help="the task you expect; refused if the model was trained for the other one")
     p.add_argument("--tile", type=int, default=256, help="tile side in pixels (default 256)")
@@ -39,9 +42,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> None:
     from tqdm.auto import tqdm
 
+    from ..geo import output_format, written_by_rsgan
     from ..models import Pix2PixGenerator
     from ..pipelines import translate_file
 
+    output_format(args.out)  # a bad suffix is the first thing to hear about
+    prepare_output(args.out, {"the input": args.input, "the model folder": args.model}, args.overwrite,
+                   folder=False, ours=written_by_rsgan)
     generator = Pix2PixGenerator.from_pretrained(args.model)
     with tqdm(unit="tile", desc="translate", disable=None, leave=False) as bar:
         def progress(done: int, total: int) -> None:

@@ -3,8 +3,10 @@
 `HubModel` is `torch.nn.Module` + huggingface_hub's `PyTorchModelHubMixin` with three changes a
 user can rely on:
 
-* loading is strict: a folder of another model class, missing weights or mismatched shapes raise
-  `ModelLoadError` naming what is wrong (the mixin's default is a silent `strict=False` load);
+* loading is strict: a folder of another model class, missing, empty or truncated weights,
+  mismatched shapes, a config value of the wrong type or a config describing a network over
+  MAX_PARAMETERS (counted on the meta device, before anything is allocated) raise `ModelLoadError`
+  naming what is wrong (the mixin's default is a silent `strict=False` load);
 * `config.json` also records `model_class`, so the wrong class is caught before any weight is read;
 * `save_pretrained` writes a real model card (YAML metadata, usage, architecture, intended use,
   limitations, and - when given - training details, `model-index` metrics and a sample image).
@@ -17,11 +19,14 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
 import safetensors.torch
 import torch
+from safetensors import SafetensorError
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, PyTorchModelHubMixin, constants, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
 
@@ -31,6 +36,7 @@ from ..io import umask
 REPO_URL = "https://github.com/rsgan-hub/rsgan_hub"  # placeholder until the project has a public home
 LICENSE = "apache-2.0"
 LIBRARY_NAME = "rsgan_hub"
+MAX_PARAMETERS = 2_000_000_000  # 8 GB of fp32 weights; the shipped networks have under 60 M
 
 
 class ModelLoadError(RuntimeError):
@@ -188,6 +194,7 @@ class HubModel(torch.nn.Module, PyTorchModelHubMixin, library_name=LIBRARY_NAME,
         if unknown:
             raise ModelLoadError(f"{model_id}: config.json has arguments {cls.__name__} does not take: "
                                  f"{sorted(unknown)}")
+        _check_config(cls, model_id, config)
         kwargs.setdefault("strict", True)
         try:
             return super().from_pretrained(model_id, **kwargs)
@@ -214,8 +221,54 @@ class HubModel(torch.nn.Module, PyTorchModelHubMixin, library_name=LIBRARY_NAME,
                                          local_files_only=local_files_only)
         if not os.path.isfile(model_file):
             raise ModelLoadError(f"no weights file {model_file}")
-        safetensors.torch.load_model(model, model_file, strict=strict, device=map_location)
+        try:
+            safetensors.torch.load_model(model, model_file, strict=strict, device=map_location)
+        except SafetensorError as err:  # an empty, truncated or otherwise damaged file
+            raise ModelLoadError(f"{model_file}: damaged or truncated weights file ({err})") from err
         return model.eval()
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a JSON value matches a constructor annotation (int, float, str, bool, list[...], X | None)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if origin in (list, tuple) or hint in (list, tuple):
+        return isinstance(value, list) and all(_fits(v, args[0]) for v in value) if args else isinstance(value, list)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    return True  # anything else is left to the constructor
+
+
+def _check_config(cls: type, model_id: str, config: dict) -> None:
+    """ModelLoadError for a config value of the wrong type, a config the constructor refuses, or one
+    describing more than MAX_PARAMETERS parameters - all found on the meta device, before any
+    memory is allocated for weights."""
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except (NameError, TypeError):  # an annotation that cannot be evaluated: leave the types to the constructor
+        hints = {}
+    for name, value in config.items():
+        if name in hints and not _fits(value, hints[name]):
+            raise ModelLoadError(f"{model_id}: config.json has {name} = {json.dumps(value)}, which is not "
+                                 f"{getattr(hints[name], '__name__', hints[name])}")
+    try:
+        with torch.device("meta"):
+            count = sum(p.numel() for p in cls(**config).parameters())
+    except (TypeError, ValueError, RuntimeError, OverflowError, IndexError, KeyError) as err:
+        raise ModelLoadError(f"{model_id}: config.json does not describe a valid {cls.__name__}: "
+                             f"{str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}") from err
+    if count > MAX_PARAMETERS:
+        raise ModelLoadError(f"{model_id}: config.json describes a {cls.__name__} of {count:,} parameters, over the "
+                             f"limit of {MAX_PARAMETERS:,}; refusing to allocate it")
 
 
 def _read_config(model_id: str, kwargs: dict) -> dict:
