@@ -1,5 +1,7 @@
 """`rsgan evaluate`: score a DCGAN generator on a scene split or a pix2pix generator on a paired split;
-print a table beside the baseline, write the JSON, optionally put the numbers in the model card."""
+print a table beside the baseline, write the JSON, optionally put the numbers in the model card.
+`--augmentation-gain` measures instead whether a conditional DCGAN's scenes help a classifier trained on
+few real ones (`evaluation/augmentation.py`): a table, the JSON of every run and a plot."""
 
 from __future__ import annotations
 
@@ -21,7 +23,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="results JSON file (written atomically)")
     p.add_argument("--num-images", type=int, default=2000, help="generated scenes (default 2000)")
     p.add_argument("--reference-split", default="train",
-                   help="scenes: real split scored against --split as the floor ('none' to skip; default train)")
+                   help="scenes: real split scored against --split as the floor ('none' to skip; default train); "
+                        "with --augmentation-gain, the split the real subsets are drawn from")
     p.add_argument("--features", choices=["classifier", "inception"], default="classifier",
                    help="feature space of FID/KID/precision/recall (default: the shipped scene classifier)")
     p.add_argument("--classifier", default=None, help="another SceneClassifier folder or repo id")
@@ -32,6 +35,19 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="pix2pix: override the direction recorded in the model")
     p.add_argument("--max-pairs", type=int, default=None, help="pix2pix: score only the first N pairs")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated scenes and of the metric sampling")
+    gain = p.add_argument_group("augmentation gain (conditional DCGANs)")
+    gain.add_argument("--augmentation-gain", action="store_true",
+                      help="train classifiers on k real scenes per class with and without generated ones; test "
+                           "both on --split")
+    gain.add_argument("--real-per-class", default=None, help="comma-separated k values (default 5,10,25,50)")
+    gain.add_argument("--synthetic-per-class", type=int, default=None,
+                      help="generated scenes per class added (default 100)")
+    gain.add_argument("--repeats", type=int, default=None, help="subsets and seeds per k (default 3)")
+    gain.add_argument("--classifier-steps", type=int, default=None,
+                      help="optimiser steps of every classifier, batch 64 (default 300)")
+    gain.add_argument("--plot", default=None, help="PNG of accuracy against k (default: --out with .png)")
+    gain.add_argument("--quick", action="store_true",
+                      help="a smoke run: k 5, 10 synthetic per class, 2 repeats, 20 steps (explicit flags win)")
     p.add_argument("--update-card", action="store_true",
                    help="write the numbers into the model folder's README.md as model-index metadata")
     p.add_argument("--dataset-name", default=None, help="how the card names the dataset (default: --dataset)")
@@ -50,6 +66,11 @@ def run(args: argparse.Namespace) -> None:
     if args.update_card and not Path(args.model).is_dir():
         raise UserError("--update-card writes README.md in a local model folder; --model is not one")
     kind = _read_config(str(args.model), {}).get("model_class")
+    if args.augmentation_gain:
+        if kind != "DCGANGenerator":
+            raise UserError(f"{args.model} holds a {kind or 'model of unknown class'}; --augmentation-gain needs a "
+                            "class-conditional DCGANGenerator")
+        return run_gain(args, DCGANGenerator.from_pretrained(args.model))
     if kind == "DCGANGenerator":
         model = DCGANGenerator.from_pretrained(args.model)
         reference = None if args.reference_split.lower() == "none" else args.reference_split
@@ -71,3 +92,32 @@ def run(args: argparse.Namespace) -> None:
     if args.update_card:
         card = update_model_card(args.model, results, args.dataset_name or args.dataset, args.split)
         print(f"updated {card}")
+
+
+QUICK = {"real_per_class": "5", "synthetic_per_class": 10, "repeats": 2, "classifier_steps": 20}
+DEFAULTS = {"real_per_class": "5,10,25,50", "synthetic_per_class": 100, "repeats": 3, "classifier_steps": 300}
+
+
+def run_gain(args: argparse.Namespace, generator) -> None:
+    from ..cli import UserError
+    from ..evaluation import augmentation_gain, gain_table, plot_gain, update_card_gain, write_results
+
+    # explicit flags, then --quick, then the defaults
+    options = {k: v if getattr(args, k) is None else getattr(args, k)
+               for k, v in (QUICK if args.quick else DEFAULTS).items()}
+    try:
+        ks = [int(k) for k in str(options["real_per_class"]).split(",") if k.strip()]
+    except ValueError:
+        raise UserError(f"--real-per-class takes comma-separated integers, got {options['real_per_class']!r}")
+    plot = Path(args.plot) if args.plot else Path(args.out).with_suffix(".png")
+    results = augmentation_gain(generator, args.dataset, ks, options["synthetic_per_class"], options["repeats"],
+                                options["classifier_steps"], classifier=args.classifier,
+                                train_split=args.reference_split, test_split=args.split, seed=args.seed)
+    info = results["info"]
+    print(f"{args.model} on {args.dataset}: {info['classifiers_trained']} classifiers in {info['seconds']} s "
+          f"({info['cpu_seconds']} CPU s)\n{gain_table(results)}")
+    write_results(results, args.out)
+    plot_gain(results, plot, f"{Path(args.model).name}: augmentation gain")
+    print(f"wrote {args.out} and {plot}")
+    if args.update_card:
+        print(f"updated {update_card_gain(args.model, results, args.dataset_name or args.dataset)}")

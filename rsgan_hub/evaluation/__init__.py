@@ -7,12 +7,15 @@
   real-versus-real scores.
 * `translation.evaluate_translator` - pixel accuracy, legend mean IoU and RMSE for satellite -> map;
   L1, PSNR, SSIM and FID/KID for map -> satellite; beside a trivial baseline.
+* `augmentation.augmentation_gain` - does a conditional generator's output help a classifier trained on k
+  real scenes per class? Both arms on the same subsets, the paired gain with a t interval, CAS beside it.
 * `report` - the terminal table, the results JSON and `model-index` metadata in a model card.
 """
 
+from .augmentation import augmentation_gain, gain_table, plot_gain, update_card_gain
 from .report import card_metrics, format_table, update_model_card, write_results
 from .scenes import evaluate_scene_generator
 from .translation import MAP_LEGEND, evaluate_translator
 
 __all__ = ["evaluate_scene_generator", "evaluate_translator", "update_model_card", "card_metrics", "format_table",
-           "write_results", "MAP_LEGEND"]
+           "write_results", "MAP_LEGEND", "augmentation_gain", "gain_table", "plot_gain", "update_card_gain"]

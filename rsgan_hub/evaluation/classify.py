@@ -5,7 +5,7 @@ same recipe trained on real images.
 
 Images are held as uint8 tensors (N, 3, S, S) - a few thousand small scenes fit in memory - and turned
 into [-1, 1] floats batch by batch. Aerial scenes have no "up", so training augments with the eight
-flips/rotations of the square.
+flips/rotations of the square (and, when asked, random square crops).
 """
 
 from __future__ import annotations
@@ -42,6 +42,18 @@ def random_dihedral(images: torch.Tensor, generator: torch.Generator) -> torch.T
     return out
 
 
+def random_crop(images: torch.Tensor, generator: torch.Generator, min_scale: float) -> torch.Tensor:
+    """Crop a random square of side U(min_scale, 1) * S at a random place from each image of (B, C, S, S)
+    and scale it back up to S (bilinear), all images in one `grid_sample`."""
+    scale = min_scale + (1 - min_scale) * torch.rand(len(images), generator=generator)
+    shift = (1 - scale) * (torch.rand(2, len(images), generator=generator) * 2 - 1)  # (2, B), crop stays inside
+    theta = torch.zeros(len(images), 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = scale
+    theta[:, 0, 2], theta[:, 1, 2] = shift
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
 def fit_classifier(
     model: SceneClassifier,
     images: torch.Tensor,
@@ -52,9 +64,16 @@ def fit_classifier(
     weight_decay: float = 5e-4,
     seed: int = 0,
     description: str = "classifier",
+    steps: int | None = None,
+    crop_scale: float = 1.0,
+    leave: bool = True,
 ) -> SceneClassifier:
     """Train `model` on uint8 images (N, 3, S, S) and int64 labels (N,): AdamW, one-cycle cosine
-    schedule, label smoothing 0.1, dihedral augmentation. Returns the model in eval mode."""
+    schedule, label smoothing 0.1, dihedral augmentation. Returns the model in eval mode.
+
+    `steps` fixes the number of optimiser steps whatever N (default: `epochs` passes over the images);
+    `crop_scale` < 1 adds random square crops of at least that fraction of the side (`random_crop`);
+    `leave` keeps the progress bar on screen when done."""
     if len(images) != len(labels) or len(images) == 0:
         raise ValueError(f"need as many labels as images (> 0), got {len(images)} images, {len(labels)} labels")
     rng = torch.Generator().manual_seed(seed)
@@ -62,22 +81,29 @@ def fit_classifier(
     images = F.interpolate(to_unit_range(images), size=model.image_size, mode="bilinear", antialias=True,
                            align_corners=False) if images.shape[-1] != model.image_size else to_unit_range(images)
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=weight_decay)
-    steps = epochs * math.ceil(len(images) / batch_size)
+    steps = steps or epochs * math.ceil(len(images) / batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=learning_rate, total_steps=steps)
     model.train()
-    progress = tqdm(total=steps, desc=f"training {description}", unit="step")
-    for epoch in range(epochs):
+    progress = tqdm(total=steps, desc=f"training {description}", unit="step", leave=leave)
+    step = epoch = 0
+    while step < steps:
         order = torch.randperm(len(images), generator=rng)
         for start in range(0, len(images), batch_size):
+            if step == steps:
+                break
             index = order[start:start + batch_size]
             batch = random_dihedral(images[index], rng)
+            if crop_scale < 1:
+                batch = random_crop(batch, rng, crop_scale)
             loss = F.cross_entropy(model(batch), labels[index], label_smoothing=0.1)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             schedule.step()
+            step += 1
             progress.update()
             progress.set_postfix(epoch=epoch, loss=f"{loss.item():.3f}")
+        epoch += 1
     progress.close()
     return model.eval()
 

@@ -12,8 +12,6 @@ from huggingface_hub import EvalResult, ModelCard
 
 from ..io import atomic_path
 
-SECTION = re.compile(r"\n## Evaluation\n.*?(?=\n## |\nCode: |\Z)", re.S)
-
 
 def card_metrics(results: dict) -> dict[str, float]:
     """The model's own finite numbers of a results dict (no baseline, no info): what a card records."""
@@ -66,14 +64,18 @@ def update_model_card(model_dir: str | Path, results: dict, dataset: str, split:
                      for k, v in metrics.items())
     section = (f"\n## Evaluation\n\nMeasured with `rsgan evaluate` on `{dataset}` ({split} split). Baseline: "
                f"{label}.\n\n| metric | model | baseline |\n|---|---|---|\n{rows}\n")
-    text = card.text
-    if SECTION.search(text):
-        text = SECTION.sub(lambda _: section, text, count=1)
-    elif "\nCode: " in text:  # the rsgan_hub card template ends with the code link
-        text = text.replace("\nCode: ", section + "\nCode: ", 1)
-    else:
-        text = text.rstrip("\n") + "\n" + section
-    card.text = text
+    card.text = put_section(card.text, "Evaluation", section)
     with atomic_path(path) as tmp:
         card.save(tmp)
     return path
+
+
+def put_section(text: str, heading: str, section: str) -> str:
+    """`text` (a card's markdown) with its `## heading` section replaced by `section` (which starts with
+    "\\n## heading\\n"), or `section` added before the closing code link of the rsgan_hub card template."""
+    pattern = re.compile(rf"\n## {re.escape(heading)}\n.*?(?=\n## |\nCode: |\Z)", re.S)
+    if pattern.search(text):
+        return pattern.sub(lambda _: section, text, count=1)
+    if "\nCode: " in text:
+        return text.replace("\nCode: ", section + "\nCode: ", 1)
+    return text.rstrip("\n") + "\n" + section
