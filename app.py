@@ -232,7 +232,7 @@ def generate(models: Models, class_name: str, num_images: int = 16, seed: int = 
         class_name: the scene class: {classes}.
         num_images: how many scenes, a whole number from 1 to {max_images}.
         seed: the first scene's seed, a whole number from 0 to {max_seed}.
-        truncation: 0 for off, else above 0 and at most 10; lower values give more typical scenes (1 to 2 is usual).
+        truncation: from 0 (off) to 3; lower values give more typical scenes, less varied (1 to 2 is usual).
 
     Returns:
         a gallery of the scenes, one grid image of them all, and a zip of their PNGs
@@ -260,7 +260,7 @@ def class_overview(models: Models, classes: list[str], per_class: int = 8, seed:
         classes: the classes to show, one row each, each {classes}.
         per_class: scenes per class, a whole number from 1 to 16; classes x per_class is at most {max_overview}.
         seed: the first column's seed, a whole number from 0 to {max_seed}.
-        truncation: 0 for off, else above 0 and at most 10; lower values give more typical scenes.
+        truncation: from 0 (off) to 3; lower values give more typical scenes, less varied.
 
     Returns:
         one image: a labelled row of scenes per class
@@ -290,7 +290,7 @@ def explore(models: Models, class_name: str, seed_a: int = 0, seed_b: int = 1, n
         seed_a: the seed the walk starts from, a whole number from 0 to {max_seed}.
         seed_b: the seed the walk ends at, a whole number from 0 to {max_seed}.
         num_frames: frames on the way, a whole number from 2 to {max_frames}.
-        truncation: 0 for off, else above 0 and at most 10; lower values give more typical scenes.
+        truncation: from 0 (off) to 3; lower values give more typical scenes, less varied.
 
     Returns:
         an animated GIF of the walk (there and back) and one strip image of its frames
@@ -358,7 +358,7 @@ def scene_to_map(models: Models, class_name: str, seed: int = 0, truncation: flo
     Args:
         class_name: the scene class: {classes}.
         seed: the scene's seed, a whole number from 0 to {max_seed}.
-        truncation: 0 for off, else above 0 and at most 10; lower values give more typical scenes.
+        truncation: from 0 (off) to 3; lower values give more typical scenes, less varied.
 
     Returns:
         the scene and its map, both at the generator's native size ({image_size} px)
@@ -390,7 +390,7 @@ def build_demo(models: Models) -> gr.Blocks:
     classes = models.dcgan.class_names
     conditional = bool(models.dcgan.num_classes)
     examples = [(str(p), "sat2map" if "scene" in p.name else "map2sat") for p in sorted((HERE / "examples").glob("*.png"))]
-    facts = {"classes": f"one of {', '.join(classes)} (case-insensitive)" if conditional
+    facts = {"classes": f"one of {', '.join(classes)}" if conditional
              else "an empty string: this model is unconditional",
              "max_images": MAX_IMAGES, "max_seed": MAX_SEED, "max_frames": MAX_FRAMES,
              "max_overview": MAX_OVERVIEW_IMAGES, "max_megapixels": f"{MAX_PIXELS / 1e6:.1f}",
