@@ -183,9 +183,12 @@ class HubModel(torch.nn.Module, PyTorchModelHubMixin, library_name=LIBRARY_NAME,
 
     # ---- loading ------------------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs: Any):
-        """Load from a local folder or a Hub repo id; raises `ModelLoadError` with the reason."""
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, subfolder: str | None = None, **kwargs: Any):
+        """Load from a local folder or a Hub repo id - or from `subfolder` inside it (a release's
+        "discriminator") - raising `ModelLoadError` with the reason."""
         model_id = str(pretrained_model_name_or_path)
+        if subfolder:
+            model_id = _subfolder(model_id, subfolder, kwargs)
         config = _read_config(model_id, kwargs)
         found = config.pop("model_class", None)
         if found is not None and found != cls.__name__:
@@ -297,3 +300,22 @@ def _read_config(model_id: str, kwargs: dict) -> dict:
     if not isinstance(config, dict):
         raise ModelLoadError(f"{model_id}: config.json is not a JSON object")
     return config
+
+
+def _subfolder(model_id: str, subfolder: str, kwargs: dict) -> str:
+    """The local folder of `subfolder` in a model folder, or in a Hub repo (its config.json and
+    model.safetensors fetched into the HF cache, where they sit side by side)."""
+    if os.path.exists(model_id) or model_id.startswith((".", "/")):
+        path = os.path.join(model_id, subfolder)
+        if not os.path.isdir(path):
+            raise ModelLoadError(f"{model_id} has no {subfolder}/ folder")
+        return path
+    try:
+        for name in (constants.CONFIG_NAME, constants.SAFETENSORS_SINGLE_FILE):
+            path = hf_hub_download(model_id, name, subfolder=subfolder, revision=kwargs.get("revision"),
+                                   cache_dir=kwargs.get("cache_dir"), token=kwargs.get("token"),
+                                   local_files_only=kwargs.get("local_files_only", False))
+    except (HfHubHTTPError, LocalEntryNotFoundError, EntryNotFoundError, ValueError, OSError) as err:
+        raise ModelLoadError(f"{model_id}: no {subfolder}/ loadable from the Hub "
+                             f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from err
+    return os.path.dirname(path)
