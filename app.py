@@ -466,15 +466,14 @@ def build_demo(models: Models) -> gr.Blocks:
                     tr_upload = gr.File(label=f"Scene: PNG, JPEG or GeoTIFF, up to {MAX_PIXELS / 1e6:.1f} megapixels",
                                         file_types=["image", ".tif", ".tiff"], type="filepath",
                                         elem_id="translate-upload")
+                    if examples:
+                        tr_examples = gr.Gallery([(path, DIRECTIONS[direction]) for path, direction in examples],
+                                                 label="…or click an example (drawn by code, not a real place)",
+                                                 columns=len(examples), height=200, object_fit="contain",
+                                                 allow_preview=False, interactive=False, elem_id="translate-examples")
                     tr_preview = gr.Image(label="To translate (a preview; the full file is translated)", type="pil",
                                           format="png", interactive=False, height=300, elem_id="translate-preview")
                     tr_button = gr.Button("Translate", variant="primary", elem_id="translate-button")
-                    if examples:
-                        tr_examples = gr.Gallery([(path, f"{Path(path).stem}: {DIRECTIONS[direction]}")
-                                                  for path, direction in examples],
-                                                 label="Examples (drawn by code, not real places): click one",
-                                                 columns=len(examples), height="auto", allow_preview=False,
-                                                 interactive=False, elem_id="translate-examples")
                 with gr.Column(scale=2):
                     with gr.Tab("Slider"):
                         tr_slider = gr.ImageSlider(label="Input | translation", type="pil", format="png",

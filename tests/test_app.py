@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import io
 import sys
 import time
@@ -218,3 +219,53 @@ def test_examples_are_drawn_not_copied(tmp_path):
     assert all(name.startswith(("drawn_", "generated_")) for name in shipped)  # nothing else may ship
     assert np.array_equal(np.asarray(Image.open(examples / "drawn_scene.png")), np.asarray(scene))
     assert np.array_equal(np.asarray(Image.open(examples / "drawn_map.png")), np.asarray(drawn_map))
+
+
+def test_class_overview_is_one_labelled_row_per_class(models):
+    overview = app.class_overview(models, ["River", "Forest"], 3, 4, 0)
+    assert overview.height == 2 * 66 + 2 and overview.width > 3 * 66 + 2  # a label column left of the grid
+    grid = overview.crop((overview.width - (3 * 66 + 2), 0, overview.width, overview.height))
+    rows = [generate_images(models.dcgan, 3, 4, name) for name in ("River", "Forest")]
+    for r, images in enumerate(rows):
+        for c, image in enumerate(images):
+            cell = grid.crop((2 + c * 66, 2 + r * 66, 2 + c * 66 + 64, 2 + r * 66 + 64))
+            assert np.array_equal(np.asarray(cell), np.asarray(image))
+    for classes, per_class, message in [([], 3, "choose at least one class"), (["Desert"], 1, "unknown class 'Desert'"),
+                                        (["River"] * 20, 16, "20 classes x 16 scenes is over the limit of 256")]:
+        with pytest.raises(gr.Error, match=message):
+            app.class_overview(models, classes, per_class, 0, 0)
+
+
+def test_upload_preview_of_a_large_geotiff_is_read_in_strips_and_shrunk(models, tmp_path, monkeypatch):
+    import rasterio
+
+    array = np.random.default_rng(2).integers(0, 256, (3, 1300, 2100), dtype=np.uint8)
+    with rasterio.open(tmp_path / "big.tif", "w", driver="GTiff", height=1300, width=2100, count=3,
+                       dtype="uint8") as dst:
+        dst.write(array)
+    small = app.upload_preview(str(tmp_path / "big.tif"))
+    assert small.size == (420, 260)  # 2100 / 512 -> a whole factor of 5
+    box = array[:, :5, :5].reshape(3, -1).mean(axis=1)  # the first 5x5 box of each band
+    assert np.abs(np.asarray(small)[0, 0].astype(float) - box).max() <= 1
+    assert app.upload_preview(None) is None
+    monkeypatch.setattr(app, "MAX_PIXELS", 1000 * 1000)  # over the limit: refused from the header
+    with pytest.raises(gr.Error, match="over the limit"):
+        app.upload_preview(str(tmp_path / "big.tif"))
+
+
+def test_scene_and_map_are_enlarged_for_the_page_and_downloaded_at_native_size(models):
+    scene, drawn_map = app.scene_to_map(models, "Forest", 4, 0)
+    large_scene, large_map, (scene_png, map_png) = app.show_large(scene, drawn_map)
+    assert large_scene.size == large_map.size == (512, 512)  # 64 px x 8, nearest neighbour
+    assert np.array_equal(np.asarray(large_scene)[::8, ::8], np.asarray(scene))
+    assert np.array_equal(np.asarray(Image.open(scene_png)), np.asarray(scene))
+    assert np.array_equal(np.asarray(Image.open(map_png)), np.asarray(drawn_map))
+
+
+def test_tools_are_named_typed_and_documented_for_the_model(models):
+    tool = app.bind(app.generate, models, {"classes": "one of Forest, River", "max_images": 64, "max_seed": 9})
+    assert tool.__name__ == "generate"
+    assert list(inspect.signature(tool).parameters) == ["class_name", "num_images", "seed", "truncation"]
+    assert "class_name: the scene class: one of Forest, River." in tool.__doc__ and "from 0 to 9" in tool.__doc__
+    gallery, _, _ = tool("River", 2, 0, 0)
+    assert len(gallery) == 2
