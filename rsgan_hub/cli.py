@@ -19,7 +19,7 @@ import sys
 from .models.hub import ModelLoadError
 
 # Sub-command modules, each with `add_parser(subparsers)` and `run(args) -> int | None`.
-COMMANDS = ["generate", "translate", "synthesize", "dataset", "evaluate"]
+COMMANDS = ["generate", "translate", "synthesize", "dataset", "evaluate", "publish"]
 
 
 class UserError(Exception):
