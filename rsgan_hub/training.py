@@ -1,12 +1,20 @@
-"""Helpers shared by the two training scripts (`train/dcgan.py`, `train/pix2pix.py`), which follow
-the layout of diffusers' example scripts (accelerator -> models -> optimizers -> data -> prepare ->
-resume -> train -> save); the GAN steps themselves stay in the scripts.
+"""The machinery shared by the two training scripts (`train/dcgan.py`, `train/pix2pix.py`), which
+follow the layout of diffusers' example scripts (flags -> accelerator -> data -> models ->
+optimizers -> prepare -> resume -> train -> save); the data, the networks and the GAN steps stay in
+the scripts.
 
-* `parse_config`: a `@dataclass` config -> CLI flags, with `--preset` supplying other defaults;
+* `parse_config`: a `@dataclass` config -> CLI flags (`flag(..., choices=, minimum=)` are checked
+  by argparse and listed in `--help`), with `--preset` supplying other defaults; a bad flag is one
+  line and exit code 2, before anything is read or written;
+* releases: `load_release` (`--init_from` a folder or Hub repo id holding a generator and, in
+  `discriminator/`, its discriminator), `adopt_release_flags`, `freeze_blocks` (Freeze-D) and
+  `TrainingRun.save_release`, which writes both networks and the model card;
 * crash-safe checkpoints: `accelerator.save_state` into a hidden temporary folder that is renamed
-  to `checkpoint-<step>` only once every process has written its part, so a run killed by SIGKILL
-  at any moment resumes from its last *complete* checkpoint (`find_checkpoint`);
-* the loss log (`losses.csv`, trimmed back on resume) and its loss-curve PNG, and sample grids.
+  to `checkpoint-<step>` only once every process has written its part, with the size of every file
+  recorded, so a run killed at any moment resumes from its last complete checkpoint and a damaged
+  one is named with the previous complete one offered (`resolve_resume`);
+* `TrainingRun`: the Accelerator, the epoch/step loop around the script's step, logging (the loss
+  log `losses.csv`, trimmed back on resume, and its curves), checkpoints and the release.
 """
 
 from __future__ import annotations
@@ -31,43 +39,66 @@ import torch
 from .io import atomic_path, make_grid, tensor_to_pil
 
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+DISCRIMINATOR_FOLDER = "discriminator"  # a release's discriminator: <release>/discriminator/
 
 
 # ---- configuration -------------------------------------------------------------------------------
-def flag(default: Any, help: str) -> Any:
-    """A config field with its one-line help; list defaults are copied per instance."""
+def flag(default: Any, help: str, choices: list | None = None, minimum: float | None = None) -> Any:
+    """A config field with its one-line help; `choices` and `minimum` (inclusive; per element of a
+    list) are checked when the flags are parsed. List defaults are copied per instance."""
+    metadata = {"help": help, "choices": choices, "minimum": minimum}
     if isinstance(default, list):
-        return dataclasses.field(default_factory=lambda: list(default), metadata={"help": help})
-    return dataclasses.field(default=default, metadata={"help": help})
+        return dataclasses.field(default_factory=lambda: list(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        """One line instead of the full usage block."""
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def parse_config(config_cls: type, presets: dict[str, dict[str, Any]], argv: list[str] | None = None):
     """Build argparse flags from the dataclass fields (help = the field's `help` metadata), apply
-    `--preset NAME` as new defaults, then the explicit flags. Returns a `config_cls` instance."""
-    parser = argparse.ArgumentParser(description=(config_cls.__doc__ or "").strip().splitlines()[0])
+    `--preset NAME` as new defaults, then the explicit flags. Returns a `config_cls` instance whose
+    `explicit_flags` attribute holds the names given on the command line."""
+    parser = _Parser(description=(config_cls.__doc__ or "").strip().splitlines()[0], allow_abbrev=False)
     hints = typing.get_type_hints(config_cls)
     for field in dataclasses.fields(config_cls):
         default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
-        kind, help_text = hints[field.name], field.metadata.get("help", "")
+        kind, meta = hints[field.name], field.metadata
+        options = dict(default=default, help=meta.get("help", ""))
         if field.name == "preset":
-            parser.add_argument("--preset", default=default, choices=sorted(presets), help=help_text)
+            parser.add_argument("--preset", choices=sorted(presets), **options)
         elif kind is bool:
-            parser.add_argument(f"--{field.name}", default=default, action=argparse.BooleanOptionalAction,
-                                help=help_text)
+            parser.add_argument(f"--{field.name}", action=argparse.BooleanOptionalAction, **options)
         elif kind is list:
-            parser.add_argument(f"--{field.name}", default=default, type=type(default[0]), nargs="+", help=help_text)
+            element = type(default[0]) if default else int  # a list defaulting to None holds ints
+            parser.add_argument(f"--{field.name}", type=_parser(element, False, meta.get("minimum")), nargs="+",
+                                **options)
         else:
-            parse = _none_or(kind) if default is None else kind
-            parser.add_argument(f"--{field.name}", default=default, type=parse, help=help_text)
+            parser.add_argument(f"--{field.name}", type=_parser(kind, default is None, meta.get("minimum")),
+                                choices=meta.get("choices"), **options)
+    argv = sys.argv[1:] if argv is None else argv
     preset = parser.parse_known_args(argv)[0].preset
     parser.set_defaults(**presets[preset])
-    return config_cls(**vars(parser.parse_args(argv)))
+    config = config_cls(**vars(parser.parse_args(argv)))
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    given = {a[2:].split("=")[0] for a in argv if a.startswith("--")}
+    config.explicit_flags = frozenset(n for n in names if n in given or f"no-{n}" in given)
+    return config
 
 
-def _none_or(kind: type):
-    """Parse a flag value as `kind`; "none" means None (for optional settings)."""
+def _parser(kind: type, optional: bool, minimum: float | None):
+    """Parse a flag value as `kind`; "none" means None for optional settings; values below
+    `minimum` are refused."""
     def parse(text: str):
-        return None if text.lower() == "none" else kind(text)
+        if optional and text.lower() == "none":
+            return None
+        value = kind(text)
+        if minimum is not None and value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {text}")
+        return value
     parse.__name__ = kind.__name__  # argparse names the type in its error messages
     return parse
 
@@ -88,14 +119,96 @@ def distributed_on_cpu() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.accelerator.is_available()
 
 
+def check_common_flags(config: Any) -> None:
+    """The checks both scripts share that argparse cannot do alone; SystemExit with one line."""
+    if not config.dataset:
+        raise SystemExit("error: --dataset is required")
+    output_dir = Path(config.output_dir).resolve()
+    blocking = next((p for p in [output_dir, *output_dir.parents] if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise SystemExit(f"error: --output_dir {config.output_dir}: {blocking} is a file, not a folder")
+    if config.init_from and Path(config.init_from).is_dir() and Path(config.init_from).resolve() == output_dir:
+        raise SystemExit("error: --output_dir is the --init_from release; write the fine-tuned model elsewhere")
+    dataset = Path(config.dataset).resolve()
+    if dataset.is_dir() and (output_dir == dataset or dataset in output_dir.parents):
+        raise SystemExit(f"error: --output_dir {config.output_dir} lies inside --dataset {config.dataset}")
+    if config.max_train_steps == 0 and not config.init_from:
+        raise SystemExit("error: --max_train_steps 0 trains nothing (0 is only for --init_from: write the release "
+                         "back out); none trains --num_epochs epochs")
+    if config.freeze_discriminator_layers and (not config.init_from or config.fresh_discriminator):
+        raise SystemExit("error: --freeze_discriminator_layers keeps a released discriminator's blocks: it needs "
+                         "--init_from a release with one (not --fresh_discriminator)")
+
+
+# ---- releases: --init_from -----------------------------------------------------------------------
+def load_release(init_from: str, generator_cls: type, discriminator_cls: type, fresh_discriminator: bool = False):
+    """(generator, discriminator) of a release folder or Hub repo id, in train mode; the
+    discriminator is None with `fresh_discriminator`. Any problem is one line (SystemExit)."""
+    from .models import ModelLoadError
+
+    try:
+        generator = generator_cls.from_pretrained(init_from)
+        if fresh_discriminator:
+            return generator.train(), None
+        try:
+            discriminator = discriminator_cls.from_pretrained(init_from, subfolder=DISCRIMINATOR_FOLDER)
+        except ModelLoadError as err:
+            raise SystemExit(f"error: --init_from {init_from}: no loadable {DISCRIMINATOR_FOLDER}/ beside the "
+                             f"generator ({err}); pass --fresh_discriminator to fine-tune its generator against a "
+                             f"new discriminator") from err
+    except ModelLoadError as err:
+        raise SystemExit(f"error: --init_from {init_from}: {err}") from err
+    return generator.train(), discriminator.train()
+
+
+def adopt_release_flags(config: Any, release: dict[str, Any], init_from: str) -> None:
+    """Set the network flags to the release's values (`release`: flag name -> value); a flag
+    given on the command line with another value is an error, not a silent override."""
+    for name, value in release.items():
+        given = getattr(config, name)
+        if name in getattr(config, "explicit_flags", ()) and given != value:
+            shown = (f"--{name}" if given else f"--no-{name}") if isinstance(given, bool) else \
+                f"--{name} {' '.join(map(str, given)) if isinstance(given, list) else given}"
+            raise SystemExit(f"error: {shown} contradicts the release --init_from {init_from} "
+                             f"({json.dumps(value)}); drop the flag (the release's network is used as it is)")
+        setattr(config, name, value)
+
+
+def plain_copy(model: torch.nn.Module, **overrides: Any) -> torch.nn.Module:
+    """A fresh, contiguous fp32 copy of a hub model (its config with `overrides`) with its weights."""
+    copy = type(model)(**{**model._hub_mixin_config, **overrides})
+    copy.load_state_dict(model.state_dict())
+    return copy.to(next(model.parameters()).device)
+
+
+def freeze_blocks(discriminator: torch.nn.Module, num_blocks: int) -> list[torch.nn.Parameter]:
+    """Freeze-D (Mo et al. 2020): the first `num_blocks` blocks of a discriminator - each a
+    convolution with the norm after it - keep their weights, spectral-norm vectors and norm
+    statistics (they run in eval mode). Returns the parameters left to train."""
+    blocks: list[list[torch.nn.Module]] = []
+    for module in discriminator.modules():
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+            blocks.append([module])
+        elif blocks and isinstance(module, (torch.nn.modules.batchnorm._NormBase, torch.nn.InstanceNorm2d)):
+            blocks[-1].append(module)
+    if num_blocks >= len(blocks):
+        raise SystemExit(f"error: --freeze_discriminator_layers {num_blocks}: the discriminator has {len(blocks)} "
+                         f"blocks and the last must train; use at most {len(blocks) - 1}")
+    for module in (m for block in blocks[:num_blocks] for m in block):
+        module.requires_grad_(False)
+        module.eval()
+    return [p for p in discriminator.parameters() if p.requires_grad]
+
+
 # ---- checkpoints ---------------------------------------------------------------------------------
 def save_checkpoint(accelerator, output_dir: str | os.PathLike, step: int, total_limit: int | None,
                     extra: dict | None = None) -> Path:
     """`accelerator.save_state` -> output_dir/checkpoint-<step>, complete or not at all.
 
     Every process writes into `.checkpoint-<step>.tmp` (models, optimizers, schedulers, EMA and its
-    own RNG state; `extra` goes to training_state.json); after a barrier the main process renames it
-    and deletes the oldest checkpoints beyond `total_limit`. Must be called on every process.
+    own RNG state); after a barrier the main process writes training_state.json (`extra` and the
+    size of every file, for `checkpoint_problem`), renames the folder and deletes the oldest
+    checkpoints beyond `total_limit`. Must be called on every process.
     """
     output_dir = Path(output_dir)
     final, tmp = output_dir / f"checkpoint-{step}", output_dir / f".checkpoint-{step}.tmp"
@@ -105,7 +218,8 @@ def save_checkpoint(accelerator, output_dir: str | os.PathLike, step: int, total
     accelerator.save_state(str(tmp))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        (tmp / "training_state.json").write_text(json.dumps(extra or {}))
+        files = {p.relative_to(tmp).as_posix(): p.stat().st_size for p in sorted(tmp.rglob("*")) if p.is_file()}
+        (tmp / "training_state.json").write_text(json.dumps({**(extra or {}), "files": files}))
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -146,6 +260,46 @@ def find_checkpoint(output_dir: str | os.PathLike, resume_from: str | None) -> t
     return path, int(CHECKPOINT.match(path.name)[1])
 
 
+def checkpoint_problem(checkpoint: Path) -> str | None:
+    """Why a checkpoint folder cannot be resumed - a missing or truncated file - or None."""
+    try:
+        files = json.loads((checkpoint / "training_state.json").read_text()).get("files", {})
+    except FileNotFoundError:
+        return "training_state.json is missing"
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return "training_state.json is unreadable"
+    for name, size in files.items():
+        path = checkpoint / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if path.stat().st_size != size:
+            return f"{name} is truncated or altered ({path.stat().st_size} bytes, {size} saved)"
+    return None
+
+
+def resolve_resume(output_dir: str | os.PathLike, resume_from: str | None) -> tuple[Path | None, int]:
+    """`find_checkpoint`, and a one-line SystemExit when the checkpoint is not one or is damaged,
+    naming the file and the previous complete checkpoint to resume from instead."""
+    try:
+        checkpoint, step = find_checkpoint(output_dir, resume_from)
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from err
+    problem = checkpoint_problem(checkpoint) if checkpoint is not None else None
+    if problem:
+        raise SystemExit(f"error: cannot resume from {checkpoint}: {problem}; {previous_checkpoint_hint(checkpoint)}")
+    return checkpoint, step
+
+
+def previous_checkpoint_hint(checkpoint: Path) -> str:
+    """Where to resume from instead of a damaged `checkpoint` (one clause)."""
+    step = int(CHECKPOINT.match(checkpoint.name)[1])
+    earlier = [p for p in list_checkpoints(checkpoint.parent) if int(CHECKPOINT.match(p.name)[1]) < step]
+    complete = next((p for p in reversed(earlier) if checkpoint_problem(p) is None), None)
+    if complete is None:
+        return "there is no earlier complete checkpoint: start again without --resume_from_checkpoint"
+    return f"the previous complete checkpoint is --resume_from_checkpoint {complete}"
+
+
 class TrainingClock:
     """Training wall-clock time summed over resumed sessions (saved with each checkpoint), so the
     model card states the time the weights really took."""
@@ -163,7 +317,6 @@ class TrainingClock:
 
     def total(self) -> float:
         return self.previous + self.session()
-
 
 
 # ---- loss log, curves and samples ----------------------------------------------------------------
@@ -231,3 +384,157 @@ def training_markdown(config: Any, steps: int, images_seen: int, session_steps: 
     return (f"Trained with `{Path(sys.argv[0]).name}` (preset `{config.preset}`) on {data} for {steps} optimizer "
             f"steps ({images_seen} training images seen), on {hardware}: {total}the last session ran "
             f"{session_steps} of the steps in {seconds / 60:.1f} minutes.\n\nFull configuration:\n\n{recipe}")
+
+
+# ---- the run -------------------------------------------------------------------------------------
+class TrainingRun:
+    """One session of a training script around its own D and G steps: the Accelerator, the
+    epoch/step loop (resumed mid-epoch), logging, checkpoints and the release. Create it after the
+    flag checks; nothing is written until `begin`."""
+
+    def __init__(self, config: Any, name: str):
+        from accelerate import Accelerator
+        from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+
+        from .hardware import channels_last_default, training_precision
+
+        self.config, self.name, self.output_dir = config, name, Path(config.output_dir)
+        self.accelerator = Accelerator(
+            cpu=distributed_on_cpu(),  # several CPU processes over gloo when there is no GPU
+            gradient_accumulation_steps=config.gradient_accumulation_steps,
+            mixed_precision=training_precision(config.mixed_precision),
+            log_with=None if config.report_to == "none" else config.report_to,
+            project_config=ProjectConfiguration(project_dir=str(self.output_dir),
+                                                logging_dir=str(self.output_dir / "logs")),
+            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed),
+        )
+        # the "auto" speed settings as resolved for this machine, so the saved config says what ran
+        config.mixed_precision = self.accelerator.mixed_precision
+        config.channels_last = channels_last_default(config.channels_last, config.mixed_precision,
+                                                     self.accelerator.device)
+        set_seed(config.seed, device_specific=True)  # different latents per process
+        self.device, self.step = self.accelerator.device, 0
+        self.total_batch = config.train_batch_size * self.accelerator.num_processes * config.gradient_accumulation_steps
+
+    def check_data(self, num_items: int, what: str) -> None:
+        """One optimizer step needs train_batch_size x processes x accumulation items (drop_last)."""
+        if num_items < self.total_batch:
+            raise SystemExit(f"error: {num_items} {what} are fewer than one optimizer step ({self.total_batch}: "
+                             "--train_batch_size x processes x --gradient_accumulation_steps)")
+
+    def schedule(self, train_dataloader) -> int:
+        """Steps per epoch of the prepared dataloader and the run's length; returns max_train_steps."""
+        self.steps_per_epoch = len(train_dataloader) // self.config.gradient_accumulation_steps
+        self.max_train_steps = self.config.num_epochs * self.steps_per_epoch \
+            if self.config.max_train_steps is None else self.config.max_train_steps
+        self.num_epochs = math.ceil(self.max_train_steps / self.steps_per_epoch)
+        return self.max_train_steps
+
+    def begin(self, checkpoint: Path | None, step: int) -> None:
+        """Write the resolved config, resume from `checkpoint` (models, optimizers, registered
+        objects, the sampler and every process's RNG; the step is in its name) and start the logs."""
+        from tqdm.auto import tqdm
+
+        accelerator, config = self.accelerator, self.config
+        if accelerator.is_main_process:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            save_config(config, self.output_dir)
+        self.step = self.start_step = step
+        if checkpoint is not None:
+            accelerator.print(f"resuming from {checkpoint} (step {step})")
+            try:
+                accelerator.load_state(str(checkpoint))
+            except Exception as err:  # damaged in a way the recorded sizes do not show
+                reason = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+                raise SystemExit(f"error: cannot resume from {checkpoint} ({reason}); "
+                                 f"{previous_checkpoint_hint(checkpoint)}") from err
+        self.clock = TrainingClock(load_training_state(checkpoint).get("train_seconds", 0.0))  # for the card
+        if accelerator.is_main_process:
+            accelerator.init_trackers(self.name, config={k: str(v) if isinstance(v, (list, type(None))) else v
+                                                         for k, v in dataclasses.asdict(config).items()})
+            self.loss_log = LossLog(self.output_dir, resume_step=step)
+            (self.output_dir / "samples").mkdir(exist_ok=True)
+        self.progress = tqdm(total=self.max_train_steps, initial=step, desc=self.name,
+                             disable=not accelerator.is_main_process)
+
+    def batches(self, train_dataloader):
+        """The batches still to train on, epoch after epoch, from a resumed step's place in its
+        epoch; stops at max_train_steps (at once when resuming a finished run: it just saves)."""
+        first_epoch = self.step // self.steps_per_epoch
+        skip = (self.step % self.steps_per_epoch) * self.config.gradient_accumulation_steps
+        for epoch in range(first_epoch, self.num_epochs):
+            train_dataloader.set_epoch(epoch)
+            batches = self.accelerator.skip_first_batches(train_dataloader, skip) if epoch == first_epoch \
+                else train_dataloader
+            for batch in batches:
+                if self.step >= self.max_train_steps:
+                    return
+                yield batch
+
+    def end_step(self, logs: dict[str, Any]) -> None:
+        """After an optimizer step: count it; every --logging_steps (and at the end) log `logs`
+        (scalar tensors averaged over the processes, floats as they are); every
+        --checkpointing_steps save a checkpoint. Call on every process."""
+        self.step += 1
+        self.progress.update(1)
+        if self.due(self.config.logging_steps) or self.step == self.max_train_steps:
+            names = [k for k, v in logs.items() if isinstance(v, torch.Tensor)]
+            means = self.accelerator.reduce(torch.stack([logs[k].detach().float() for k in names]), reduction="mean")
+            values = {**logs, **dict(zip(names, means.tolist()))}
+            self.progress.set_postfix({k: f"{v:.3f}" for k, v in values.items() if k.startswith("loss")})
+            self.accelerator.log(values, step=self.step)
+            if self.accelerator.is_main_process:
+                self.loss_log.append(self.step, values)
+        if self.due(self.config.checkpointing_steps):
+            save_checkpoint(self.accelerator, self.output_dir, self.step, self.config.checkpoints_total_limit,
+                            extra={"train_seconds": self.clock.total()})
+
+    def due(self, every: int) -> bool:
+        return self.step % every == 0
+
+    def stop(self) -> None:
+        """End training at this step (a time budget ran out)."""
+        self.max_train_steps = self.step
+
+    def finish(self) -> None:
+        self.progress.close()
+        self.accelerator.wait_for_everyone()
+
+    def save_release(self, generator: torch.nn.Module, discriminator: torch.nn.Module, metrics: dict, title: str,
+                     sample_image: str | None = "samples.png") -> None:
+        """Main process: the loss curves, then the release - the generator (a plain copy, e.g. with
+        the EMA weights) and its model card in output_dir, a plain copy of the discriminator in
+        output_dir/discriminator/ - and, with --push_to_hub, both to the Hub."""
+        config, accelerator = self.config, self.accelerator
+        self.loss_log.plot(self.output_dir / "loss_curves.png", title=title)
+        note = (f"The discriminator is saved beside the generator, in `{DISCRIMINATOR_FOLDER}/` "
+                f"(`{type(discriminator).__name__}.from_pretrained(this_repo_or_folder, "
+                f"subfolder=\"{DISCRIMINATOR_FOLDER}\")`): `{Path(sys.argv[0]).name} --init_from` needs it to "
+                "fine-tune this GAN on new data or train it further. It judges real against generated images "
+                "during training; it is not a scene classifier.")
+        training = training_markdown(config, self.step, self.step * self.total_batch, self.step - self.start_step,
+                                     self.clock.session(), f"{accelerator.num_processes} process(es) on "
+                                     f"{accelerator.device.type}", total_seconds=self.clock.total())
+        card = {"training": f"{note}\n\n{training}", "metrics": metrics, "dataset": config.dataset,
+                "dataset_split": config.eval_split, "sample_image": sample_image, "repo_id": config.hub_model_id}
+        discriminator = plain_copy(accelerator.unwrap_model(discriminator)).float()
+        if config.save_fp16:  # safetensors keeps fp16; from_pretrained copies into fp32 parameters
+            generator.half()
+            discriminator.half()
+        generator.save_pretrained(self.output_dir, model_card_kwargs=card)
+        discriminator.save_pretrained(self.output_dir / DISCRIMINATOR_FOLDER)
+        if config.push_to_hub:
+            push_release(self.output_dir, config.hub_model_id or self.output_dir.name)
+        print(f"saved the generator and discriminator to {self.output_dir} ({self.step} steps, "
+              f"world size {accelerator.num_processes})")
+
+
+def push_release(folder: Path, repo_id: str) -> None:
+    """Upload a release (generator, card, samples, discriminator/) - not the checkpoints and logs."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    repo_id = api.create_repo(repo_id, exist_ok=True).repo_id
+    api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message="rsgan_hub release",
+                      allow_patterns=["config.json", "model.safetensors", "README.md", "samples.png",
+                                      f"{DISCRIMINATOR_FOLDER}/*"])

@@ -170,10 +170,95 @@ def test_pix2pix_killed_and_resumed(data, tmp_path):
     assert logged_steps(out)[-1] == latest + 4
 
 
-def test_bad_flags_fail_clearly(data, tmp_path):
-    result = subprocess.run([sys.executable, str(ROOT / "train" / "pix2pix.py"), "--dataset", str(data / "pairs"),
-                             "--direction", "sideways"], env=env(tmp_path), capture_output=True, text=True, timeout=120)
-    assert result.returncode != 0 and "--direction must be sat2map or map2sat" in result.stderr
-    result = subprocess.run([sys.executable, str(ROOT / "train" / "dcgan.py"), "--preset", "nope"],
-                            env=env(tmp_path), capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2 and "invalid choice: 'nope'" in result.stderr
+def run_script(script: str, args: list[str], tmp_path: Path):
+    """A training script run directly (no launcher), for the cases that stop before training."""
+    return subprocess.run([sys.executable, str(ROOT / "train" / script), "--report_to", "none", *args],
+                          env=env(tmp_path), capture_output=True, text=True, timeout=300)
+
+
+def test_bad_flags_fail_before_anything_is_written(data, tmp_path):
+    """Each bad flag: its exit code, one line naming it, and no --output_dir."""
+    out = tmp_path / "out"
+    (tmp_path / "a_file").write_text("mine")
+    scenes, pairs = ["dcgan.py", "--dataset", str(data / "scenes")], ["pix2pix.py", "--dataset", str(data / "pairs")]
+    cases = [  # (script and flags, exit code, the line)
+        (scenes + ["--train_batch_size", "0"], 2, "argument --train_batch_size: must be at least 1, got 0"),
+        (scenes + ["--learning_rate_generator", "-0.0001"], 2, "--learning_rate_generator: must be at least 0"),
+        (pairs + ["--learning_rate", "-1"], 2, "argument --learning_rate: must be at least 0, got -1"),
+        (scenes + ["--checkpointing_steps", "0"], 2, "argument --checkpointing_steps: must be at least 1"),
+        (pairs + ["--gradient_accumulation_steps", "0"], 2, "--gradient_accumulation_steps: must be at least 1"),
+        (scenes + ["--checkpoints_total_limit", "-1"], 2, "--checkpoints_total_limit: must be at least 0"),
+        (scenes + ["--loss", "wasserstein"], 2, "argument --loss: invalid choice: 'wasserstein'"),
+        (scenes + ["--image_size", "96"], 2, "invalid choice: 96 (choose from 64, 128, 256)"),
+        (pairs + ["--direction", "sideways"], 2, "argument --direction: invalid choice: 'sideways'"),
+        (["dcgan.py", "--preset", "nope"], 2, "argument --preset: invalid choice: 'nope'"),
+        (scenes + ["--max_train_steps", "0"], 1, "error: --max_train_steps 0 trains nothing"),
+        (pairs + ["--crop_size", "300", "--load_size", "286"], 1, "error: --crop_size 300 is larger than --load_size 286"),
+        (scenes + ["--generator_channels", "8", "8"], 1, "--generator_channels needs 5 widths at --image_size 128"),
+        (scenes + ["--output_dir", str(tmp_path / "a_file")], 1, f"{tmp_path / 'a_file'} is a file, not a folder"),
+        (scenes + ["--output_dir", str(tmp_path / "a_file" / "run")], 1, "is a file, not a folder"),
+        (["dcgan.py"], 1, "error: --dataset is required"),
+        (scenes + ["--output_dir", str(data / "scenes" / "run")], 1, "lies inside --dataset"),
+    ]
+    processes = []
+    for (script, *args), code, expected in cases:
+        cmd = [sys.executable, str(ROOT / "train" / script), "--report_to", "none", *args]
+        if "--output_dir" not in args:
+            cmd += ["--output_dir", str(out)]
+        processes.append((code, expected, subprocess.Popen(cmd, env=env(tmp_path), stdout=subprocess.PIPE,
+                                                           stderr=subprocess.PIPE, text=True)))
+    for code, expected, process in processes:
+        _, stderr = process.communicate(timeout=300)
+        lines = stderr.strip().splitlines()
+        assert (process.returncode, len(lines)) == (code, 1) and expected in lines[0], (expected, stderr[-2000:])
+    assert not out.exists() and (tmp_path / "a_file").read_text() == "mine"
+    assert not (data / "scenes" / "run").exists()
+    help_text = run_script("dcgan.py", ["--help"], tmp_path).stdout
+    assert "{hinge,bce}" in help_text and "{wall,cpu}" in help_text and "--init_from" in help_text
+
+
+def test_default_widths_fit_every_image_size(data, tmp_path):
+    """`--image_size 64` with the default network trains; the default widths build at every size."""
+    out = tmp_path / "run"
+    check(launch("dcgan.py", ["--dataset", str(data / "scenes"), "--output_dir", str(out), "--image_size", "64",
+                              "--max_train_steps", "1", "--train_batch_size", "2", "--num_samples", "1"], tmp_path))
+    assert DCGANGenerator.from_pretrained(out).image_size == 64
+    sys.path.insert(0, str(ROOT / "train"))
+    try:
+        import dcgan as script
+    finally:
+        sys.path.remove(str(ROOT / "train"))
+    from rsgan_hub import DCGANDiscriminator
+    from rsgan_hub.models.dcgan import DEFAULT_DISCRIMINATOR_LAYERS
+
+    for preset in script.PRESETS:
+        config = script.TrainConfig(**script.PRESETS[preset])
+        for size in (64, 128, 256):
+            with torch.device("meta"):
+                DCGANGenerator(image_size=size, channels=script.GENERATOR_CHANNELS[preset][size])
+                DCGANDiscriminator(image_size=size, layers=[[c, s] for c, (_, s) in zip(
+                    config.discriminator_channels, DEFAULT_DISCRIMINATOR_LAYERS[size], strict=True)])
+
+
+def test_resume_from_a_damaged_checkpoint_names_the_file(data, tmp_path):
+    out = tmp_path / "run"
+    args = ["--dataset", str(data / "scenes"), "--output_dir", str(out), "--checkpointing_steps", "2",
+            "--checkpoints_total_limit", "0", "--sample_every", "1000", *TINY_DCGAN]
+    check(launch("dcgan.py", [*args, "--max_train_steps", "6"], tmp_path))
+    weights = out / "checkpoint-6" / "model_1.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # truncated, as a full disk leaves it
+    (out / "checkpoint-4" / "optimizer.bin").unlink()
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    result = run_script("dcgan.py", [*args, "--max_train_steps", "8", "--resume_from_checkpoint", "latest"], tmp_path)
+    assert result.returncode == 1 and result.stderr.strip().splitlines() == [
+        f"error: cannot resume from {out / 'checkpoint-6'}: model_1.safetensors is truncated or altered (100 bytes, "
+        f"{json.loads((out / 'checkpoint-6' / 'training_state.json').read_text())['files']['model_1.safetensors']} "
+        f"saved); the previous complete checkpoint is --resume_from_checkpoint {out / 'checkpoint-2'}"]
+    result = run_script("dcgan.py", [*args, "--resume_from_checkpoint", str(out / "checkpoint-4")], tmp_path)
+    assert result.returncode == 1 and result.stderr.strip() == (
+        f"error: cannot resume from {out / 'checkpoint-4'}: optimizer.bin is missing; the previous complete "
+        f"checkpoint is --resume_from_checkpoint {out / 'checkpoint-2'}")
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before  # nothing written
+    result = check(launch("dcgan.py", [*args, "--max_train_steps", "3", "--resume_from_checkpoint",
+                                       str(out / "checkpoint-2")], tmp_path))
+    assert f"resuming from {out / 'checkpoint-2'} (step 2)" in result.stdout

@@ -13,29 +13,26 @@ Batch norm is per process (as DDP does by default); `--sync_batchnorm` switches 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, broadcast, set_seed
+from accelerate.utils import broadcast
 from diffusers.training_utils import EMAModel
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from rsgan_hub.augment import diff_augment
 from rsgan_hub.data import SceneTransform, load_scene_dataset
-from rsgan_hub.hardware import MIXED_PRECISIONS, channels_last_default, training_precision
+from rsgan_hub.hardware import MIXED_PRECISIONS
 from rsgan_hub.losses import (bce_discriminator_loss, bce_generator_loss, hinge_discriminator_loss,
                               hinge_generator_loss)
 from rsgan_hub.models import DCGANDiscriminator, DCGANGenerator
-from rsgan_hub.models.dcgan import DEFAULT_DISCRIMINATOR_LAYERS
+from rsgan_hub.models.dcgan import (DEFAULT_DISCRIMINATOR_LAYERS, DEFAULT_GENERATOR_CHANNELS, START_SIZE,
+                                    SUPPORTED_SIZES, with_classes)
 from rsgan_hub.pipelines import latents
-from rsgan_hub.training import (LossLog, TrainingClock, distributed_on_cpu, find_checkpoint, flag,
-                                load_training_state, parse_config, save_checkpoint, save_config, save_grid,
-                                training_markdown)
+from rsgan_hub.training import (TrainingRun, adopt_release_flags, check_common_flags, flag, freeze_blocks,
+                                load_release, parse_config, plain_copy, resolve_resume, save_grid)
 
 
 @dataclass
@@ -48,66 +45,96 @@ class TrainConfig:
     label_column: str = flag("label", "class column of the dataset (used with --conditional)")
     eval_split: str = flag(None, "split to evaluate the final generator on, e.g. 'test' (none: skip)")
     dataset_name: str = flag(None, "how the model card names the data (default: the --dataset value)")
-    output_dir: str = flag("outputs/dcgan", "checkpoints, samples, logs and the final model")
+    output_dir: str = flag("outputs/dcgan", "checkpoints, samples, logs and the release (generator + discriminator/)")
     seed: int = flag(0, "seed of the run (each process adds its rank)")
+    # starting point
+    init_from: str = flag(None, "fine-tune a release (folder or Hub repo id with discriminator/): a new run with "
+                                "fresh optimizers; the network flags come from the release")
+    fresh_discriminator: bool = flag(False, "with --init_from: a new discriminator (for releases saved without one)")
+    freeze_discriminator_layers: int = flag(0, "with --init_from: keep the first N discriminator blocks fixed "
+                                               "(Freeze-D, Mo et al. 2020; for very small data)", minimum=0)
     # model
-    image_size: int = flag(128, "generated image side: 64, 128 or 256")
+    image_size: int = flag(128, "generated image side", choices=list(SUPPORTED_SIZES))
     conditional: bool = flag(False, "class-conditional G and projection D (needs a label column)")
-    latent_dim: int = flag(100, "length of the latent vector z")
-    generator_channels: list = flag([256, 256, 128, 64, 32], "dense width, then width per 2x upsampling block")
-    discriminator_channels: list = flag([32, 64, 128, 256, 256], "width per discriminator convolution")
-    kernel_size: int = flag(5, "convolution kernel size of both networks (odd)")
-    upsample: str = flag("resize", "'resize' (nearest + conv) or 'transposed' (stride-2 transposed conv)")
-    discriminator_norm: str = flag("none", "'batch', 'instance' or 'none'")
+    latent_dim: int = flag(100, "length of the latent vector z", minimum=1)
+    generator_channels: list = flag(None, "dense width, then width per 2x upsampling block (none: the preset's "
+                                          "widths for --image_size)", minimum=1)
+    discriminator_channels: list = flag([32, 64, 128, 256, 256], "width per discriminator convolution (5)",
+                                        minimum=1)
+    kernel_size: int = flag(5, "convolution kernel size of both networks (odd)", minimum=1)
+    upsample: str = flag("resize", "nearest resize + conv, or stride-2 transposed conv", choices=["resize", "transposed"])
+    discriminator_norm: str = flag("none", "discriminator normalisation", choices=["batch", "instance", "none"])
     spectral_norm: bool = flag(True, "spectral normalisation in the discriminator")
     sync_batchnorm: bool = flag(False, "SyncBatchNorm across GPU processes (default: per-process batch norm)")
     # objective
-    loss: str = flag("hinge", "'hinge' or 'bce' (non-saturating)")
-    real_label_smoothing: float = flag(0.0, "bce only: real targets ~ U(1 - s, 1)")
-    instance_noise: float = flag(0.0, "std of Gaussian noise added to the discriminator's inputs")
+    loss: str = flag("hinge", "hinge, or bce (non-saturating)", choices=["hinge", "bce"])
+    real_label_smoothing: float = flag(0.0, "bce only: real targets ~ U(1 - s, 1)", minimum=0)
+    instance_noise: float = flag(0.0, "std of Gaussian noise added to the discriminator's inputs", minimum=0)
     diffaugment: str = flag("color,translation,cutout", "DiffAugment policy on D's inputs ('' = off)")
     flip: bool = flag(True, "random horizontal flip of the training images")
     dihedral: bool = flag(False, "random 90-degree rotations and flips of the training images (the 8 symmetries)")
     # optimisation
-    learning_rate_generator: float = flag(2e-4, "Adam learning rate of G")
-    learning_rate_discriminator: float = flag(2e-4, "Adam learning rate of D")
-    adam_beta1: float = flag(0.5, "Adam beta1 (both networks)")
-    adam_beta2: float = flag(0.999, "Adam beta2 (both networks)")
-    train_batch_size: int = flag(64, "images per process per micro-step")
-    gradient_accumulation_steps: int = flag(1, "micro-steps per optimizer step")
-    max_train_steps: int = flag(None, "optimizer steps (none: --num_epochs epochs)")
-    num_epochs: int = flag(10, "epochs when --max_train_steps is none")
-    max_train_minutes: float = flag(None, "also stop after this many minutes of this session (--budget_clock)")
-    budget_clock: str = flag("wall", "clock of --max_train_minutes / --snapshot_minutes: 'wall' or 'cpu' "
-                                     "(this process's CPU time: fair between runs sharing the cores)")
+    learning_rate_generator: float = flag(2e-4, "Adam learning rate of G", minimum=0)
+    learning_rate_discriminator: float = flag(2e-4, "Adam learning rate of D", minimum=0)
+    adam_beta1: float = flag(0.5, "Adam beta1 (both networks)", minimum=0)
+    adam_beta2: float = flag(0.999, "Adam beta2 (both networks)", minimum=0)
+    train_batch_size: int = flag(64, "images per process per micro-step", minimum=1)
+    gradient_accumulation_steps: int = flag(1, "micro-steps per optimizer step", minimum=1)
+    max_train_steps: int = flag(None, "optimizer steps (none: --num_epochs epochs; 0 only with --init_from: "
+                                      "write the release back out)", minimum=0)
+    num_epochs: int = flag(10, "epochs when --max_train_steps is none", minimum=1)
+    max_train_minutes: float = flag(None, "also stop after this many minutes of this session (--budget_clock)",
+                                    minimum=0)
+    budget_clock: str = flag("wall", "clock of --max_train_minutes / --snapshot_minutes: wall, or this process's "
+                                     "CPU time (fair between runs sharing the cores)", choices=["wall", "cpu"])
     snapshot_minutes: str = flag("", "comma-separated minutes at which to save the release generator to "
                                      "snapshot-<M>min/, e.g. '5,10' (budget studies)")
-    ema_decay: float = flag(0.999, "generator EMA decay, warmed up from 0 (0: no EMA)")
+    ema_decay: float = flag(0.999, "generator EMA decay, warmed up from 0 (0: no EMA)", minimum=0)
     # speed
-    mixed_precision: str = flag("auto", "'auto' (bf16 where the CPU/GPU has it natively, else fp32), 'no', 'bf16' or 'fp16'")
+    mixed_precision: str = flag("auto", "auto: bf16 where the CPU/GPU has it natively, else fp32",
+                                choices=list(MIXED_PRECISIONS))
     channels_last: bool = flag(None, "channels_last memory format (none: on under bf16/fp16 or on a GPU, off in fp32 on a CPU)")
-    dataloader_num_workers: int = flag(1, "DataLoader worker processes per training process")
+    dataloader_num_workers: int = flag(1, "DataLoader worker processes per training process", minimum=0)
     # bookkeeping
-    checkpointing_steps: int = flag(500, "save a resumable checkpoint every N steps")
-    checkpoints_total_limit: int = flag(2, "keep at most N checkpoints (0: all)")
-    resume_from_checkpoint: str = flag(None, "'latest' or a checkpoint-<step> folder")
-    sample_every: int = flag(250, "write a sample grid (fixed latents) every N steps")
-    num_samples: int = flag(64, "images in each sample grid")
-    logging_steps: int = flag(10, "log losses every N steps")
-    report_to: str = flag("tensorboard", "'tensorboard', 'trackio' or 'none'")
+    checkpointing_steps: int = flag(500, "save a resumable checkpoint every N steps", minimum=1)
+    checkpoints_total_limit: int = flag(2, "keep at most N checkpoints (0: all)", minimum=0)
+    resume_from_checkpoint: str = flag(None, "continue this run exactly (weights, optimizers, EMA, data order, "
+                                             "RNG): 'latest' or a checkpoint-<step> folder")
+    sample_every: int = flag(250, "write a sample grid (fixed latents) every N steps", minimum=1)
+    num_samples: int = flag(64, "images in each sample grid", minimum=1)
+    logging_steps: int = flag(10, "log losses every N steps", minimum=1)
+    report_to: str = flag("tensorboard", "where to log", choices=["tensorboard", "trackio", "none"])
     save_fp16: bool = flag(False, "store the released weights in fp16 (half the size; loading casts to fp32)")
-    push_to_hub: bool = flag(False, "push the final generator with `push_to_hub`")
+    push_to_hub: bool = flag(False, "push the release (generator and discriminator) to the Hub")
     hub_model_id: str = flag(None, "repo id for --push_to_hub (default: output_dir's name)")
 
 
 PRESETS = {
     "default": {},
     # The original project: DCGAN network and BCE, label smoothing, instance noise, no augmentation/EMA.
-    "seed": dict(generator_channels=[1024, 384, 256, 128, 64], discriminator_channels=[64, 128, 256, 384, 1024],
-                 upsample="transposed", discriminator_norm="batch", spectral_norm=False, loss="bce",
-                 real_label_smoothing=0.1, instance_noise=0.1, diffaugment="", learning_rate_generator=4e-4,
-                 learning_rate_discriminator=4e-5, adam_beta1=0.5, train_batch_size=64, ema_decay=0.0),
+    "seed": dict(discriminator_channels=[64, 128, 256, 384, 1024], upsample="transposed", discriminator_norm="batch",
+                 spectral_norm=False, loss="bce", real_label_smoothing=0.1, instance_noise=0.1, diffaugment="",
+                 learning_rate_generator=4e-4, learning_rate_discriminator=4e-5, adam_beta1=0.5,
+                 train_batch_size=64, ema_decay=0.0),
 }
+GENERATOR_CHANNELS = {  # --generator_channels when not given, per preset and image size
+    "default": {64: [256, 256, 128, 64], 128: [256, 256, 128, 64, 32], 256: [256, 256, 128, 64, 32, 16]},
+    "seed": DEFAULT_GENERATOR_CHANNELS,  # the original project's
+}
+
+
+def release_flags(generator: DCGANGenerator, discriminator: DCGANDiscriminator | None) -> dict:
+    """The network flags a release fixes (the discriminator's only when it has one)."""
+    g = generator._hub_mixin_config
+    flags = dict(image_size=g["image_size"], latent_dim=g["latent_dim"], kernel_size=g["kernel_size"],
+                 generator_channels=list(g["channels"] or DEFAULT_GENERATOR_CHANNELS[g["image_size"]]),
+                 upsample=g["upsample"], conditional=generator.num_classes > 0)
+    if discriminator is not None:
+        d = discriminator._hub_mixin_config
+        layers = d["layers"] or DEFAULT_DISCRIMINATOR_LAYERS[d["image_size"]]
+        flags.update(discriminator_channels=[c for c, _ in layers], discriminator_norm=d["norm"],
+                     spectral_norm=d["spectral_norm"])
+    return flags
 
 
 @torch.no_grad()
@@ -133,47 +160,41 @@ def recalibrate_batchnorm(generator: DCGANGenerator, num_batches: int = 4, batch
 
 
 def main(config: TrainConfig) -> None:
-    if not config.dataset:
-        raise SystemExit("error: --dataset is required")
-    if config.loss not in ("hinge", "bce"):
-        raise SystemExit(f"error: --loss must be hinge or bce, got {config.loss!r}")
-    if config.mixed_precision not in MIXED_PRECISIONS:
-        raise SystemExit(f"error: --mixed_precision must be one of {', '.join(MIXED_PRECISIONS)}, "
-                         f"got {config.mixed_precision!r}")
-    if config.budget_clock not in ("wall", "cpu"):
-        raise SystemExit(f"error: --budget_clock must be wall or cpu, got {config.budget_clock!r}")
+    # Flags: every check before anything is read or written; --init_from fixes the network flags.
+    check_common_flags(config)
     try:
         snapshot_minutes = sorted(float(m) for m in config.snapshot_minutes.split(",") if m.strip())
     except ValueError:
         raise SystemExit(f"error: --snapshot_minutes must be comma-separated numbers, got {config.snapshot_minutes!r}")
-    if config.image_size not in DEFAULT_DISCRIMINATOR_LAYERS:
-        raise SystemExit(f"error: --image_size must be one of {sorted(DEFAULT_DISCRIMINATOR_LAYERS)}")
+    released_g = released_d = None
+    if config.init_from:
+        released_g, released_d = load_release(config.init_from, DCGANGenerator, DCGANDiscriminator,
+                                              config.fresh_discriminator)
+        adopt_release_flags(config, release_flags(released_g, released_d), config.init_from)
+    if config.kernel_size % 2 == 0:
+        raise SystemExit(f"error: --kernel_size must be odd, got {config.kernel_size}")
+    if config.generator_channels is None:
+        config.generator_channels = GENERATOR_CHANNELS[config.preset][config.image_size]
+    num_blocks = int(math.log2(config.image_size // START_SIZE))
+    if len(config.generator_channels) != num_blocks + 1:
+        raise SystemExit(f"error: --generator_channels needs {num_blocks + 1} widths at --image_size "
+                         f"{config.image_size} (the dense width, then one per 2x upsampling)")
     strides = [s for _, s in DEFAULT_DISCRIMINATOR_LAYERS[config.image_size]]
-    if len(config.discriminator_channels) != len(strides):
-        raise SystemExit(f"error: --discriminator_channels needs {len(strides)} widths at image_size {config.image_size}")
-    output_dir = Path(config.output_dir)
-    accelerator = Accelerator(
-        cpu=distributed_on_cpu(),  # several CPU processes over gloo when there is no GPU
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        mixed_precision=training_precision(config.mixed_precision),
-        log_with=None if config.report_to == "none" else config.report_to,
-        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed),
-    )
-    # the "auto" speed settings as resolved for this machine, so the saved config says what ran
-    config.mixed_precision = accelerator.mixed_precision
-    config.channels_last = channels_last_default(config.channels_last, config.mixed_precision, accelerator.device)
-    set_seed(config.seed, device_specific=True)  # different latents per process
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, output_dir)
+    if released_d is None and len(config.discriminator_channels) != len(strides):
+        raise SystemExit(f"error: --discriminator_channels needs {len(strides)} widths")
+    checkpoint, global_step = resolve_resume(config.output_dir, config.resume_from_checkpoint)
+    run = TrainingRun(config, "dcgan")
+    accelerator, output_dir, device = run.accelerator, run.output_dir, run.device
 
     # Data: scenes -> (B, 3, S, S) in [-1, 1] and integer labels. The main process converts/caches first.
     with accelerator.main_process_first():
         dataset = load_scene_dataset(config.dataset, split="train", image_column=config.image_column,
                                      label_column=config.label_column)
     if config.conditional and "label" not in dataset.column_names:
-        raise SystemExit(f"error: --conditional needs labels, but {config.dataset} has none")
+        needs = f"the release {config.init_from} is class-conditional" if config.init_from else "--conditional needs labels"
+        raise SystemExit(f"error: {needs}, but {config.dataset} has none (a folder of scenes needs one subfolder "
+                         f"per class, e.g. {Path(config.dataset) / 'Stadium'})")
+    run.check_data(len(dataset), "images")
     class_names = dataset.features["label"].names if config.conditional else None
     dataset = dataset.select_columns(["image", "label"] if config.conditional else ["image"])
     dataset = dataset.with_transform(SceneTransform(config.image_size, flip=config.flip, dihedral=config.dihedral))
@@ -181,17 +202,23 @@ def main(config: TrainConfig) -> None:
                                   num_workers=config.dataloader_num_workers,
                                   persistent_workers=config.dataloader_num_workers > 0)
 
-    # Models, EMA and optimizers.
+    # Models: the release's (classes matched by name keep their embeddings, new ones start fresh)
+    # or new ones from the flags; then the EMA (from the released generator) and fresh optimizers.
     num_classes = len(class_names) if class_names else 0
-    generator = DCGANGenerator(image_size=config.image_size, latent_dim=config.latent_dim,
-                               channels=config.generator_channels, upsample=config.upsample,
-                               kernel_size=config.kernel_size,
-                               num_classes=num_classes, class_names=class_names)
-    discriminator = DCGANDiscriminator(image_size=config.image_size,
-                                       layers=[[c, s] for c, s in zip(config.discriminator_channels, strides)],
-                                       kernel_size=config.kernel_size, norm=config.discriminator_norm,
-                                       spectral_norm=config.spectral_norm,
-                                       num_classes=num_classes, class_names=class_names)
+    if released_g is None:
+        generator = DCGANGenerator(image_size=config.image_size, latent_dim=config.latent_dim,
+                                   channels=config.generator_channels, upsample=config.upsample,
+                                   kernel_size=config.kernel_size, num_classes=num_classes, class_names=class_names)
+    else:
+        generator = with_classes(released_g, class_names) if num_classes else plain_copy(released_g)
+    if released_d is None:
+        discriminator = DCGANDiscriminator(image_size=config.image_size,
+                                           layers=[[c, s] for c, s in zip(config.discriminator_channels, strides)],
+                                           kernel_size=config.kernel_size, norm=config.discriminator_norm,
+                                           spectral_norm=config.spectral_norm,
+                                           num_classes=num_classes, class_names=class_names)
+    else:
+        discriminator = with_classes(released_d, class_names) if num_classes else plain_copy(released_d)
     if config.sync_batchnorm and accelerator.num_processes > 1:
         if accelerator.device.type == "cpu":
             raise SystemExit("error: --sync_batchnorm needs GPUs (torch's SyncBatchNorm has no CPU kernel)")
@@ -200,37 +227,18 @@ def main(config: TrainConfig) -> None:
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     generator.to(memory_format=memory_format)
     discriminator.to(memory_format=memory_format)
+    trainable_d = freeze_blocks(discriminator, config.freeze_discriminator_layers)
     ema = EMAModel(generator.parameters(), decay=config.ema_decay, use_ema_warmup=True) if config.ema_decay else None
     betas = (config.adam_beta1, config.adam_beta2)  # fused=True: one kernel over all weights, ~3.5x faster on CPU
     optimizer_g = torch.optim.Adam(generator.parameters(), config.learning_rate_generator, betas=betas, fused=True)
-    optimizer_d = torch.optim.Adam(discriminator.parameters(), config.learning_rate_discriminator, betas=betas,
-                                   fused=True)
+    optimizer_d = torch.optim.Adam(trainable_d, config.learning_rate_discriminator, betas=betas, fused=True)
 
     generator, discriminator, optimizer_g, optimizer_d, train_dataloader = accelerator.prepare(
         generator, discriminator, optimizer_g, optimizer_d, train_dataloader)
     if ema is not None:
         accelerator.register_for_checkpointing(ema)
-    steps_per_epoch = len(train_dataloader) // config.gradient_accumulation_steps
-    if steps_per_epoch == 0:
-        raise SystemExit(f"error: {len(dataset)} images are fewer than one batch per process")
-    max_train_steps = config.max_train_steps or config.num_epochs * steps_per_epoch
-    num_epochs = math.ceil(max_train_steps / steps_per_epoch)
-
-    # Resume: models, optimizers, EMA, dataloader sampler and every process's RNG; the step is in the name.
-    checkpoint, global_step = find_checkpoint(output_dir, config.resume_from_checkpoint)
-    if checkpoint is not None:
-        accelerator.print(f"resuming from {checkpoint} (step {global_step})")
-        accelerator.load_state(str(checkpoint))
-    clock = TrainingClock(load_training_state(checkpoint).get("train_seconds", 0.0))  # for the model card
-    first_epoch = global_step // steps_per_epoch
-    skip_batches = (global_step % steps_per_epoch) * config.gradient_accumulation_steps
-    if accelerator.is_main_process:
-        tracker_config = {k: str(v) if isinstance(v, (list, type(None))) else v
-                          for k, v in dataclasses.asdict(config).items()}
-        accelerator.init_trackers("dcgan", config=tracker_config)
-        loss_log = LossLog(output_dir, resume_step=global_step)
-        (output_dir / "samples").mkdir(exist_ok=True)
-    device = accelerator.device
+    max_train_steps = run.schedule(train_dataloader)
+    run.begin(checkpoint, global_step)  # writes the config, resumes, starts the logs
     sample_z = latents(range(config.num_samples), config.latent_dim).to(device)  # seeds 0..N-1, as `rsgan generate`
     sample_labels = torch.arange(config.num_samples, device=device) % num_classes if num_classes else None
 
@@ -243,9 +251,7 @@ def main(config: TrainConfig) -> None:
 
     def release_generator() -> DCGANGenerator:
         """A plain fp32 copy of the generator with the EMA weights and recalibrated batch norm."""
-        trained = accelerator.unwrap_model(generator)
-        model = DCGANGenerator(**trained._hub_mixin_config).to(device)
-        model.load_state_dict(trained.state_dict())  # SyncBatchNorm has the same keys as BatchNorm
+        model = plain_copy(accelerator.unwrap_model(generator))  # SyncBatchNorm has BatchNorm's keys
         if ema is not None:
             ema.copy_to(model.parameters())
         recalibrate_batchnorm(model)
@@ -263,95 +269,60 @@ def main(config: TrainConfig) -> None:
         save_grid(images.float(), path, columns=8)
 
     # Train!
-    total_batch = config.train_batch_size * accelerator.num_processes * config.gradient_accumulation_steps
     accelerator.print(f"{len(dataset)} images, {num_classes or 'no'} classes, {accelerator.num_processes} "
-                      f"process(es), {total_batch} images per step, {max_train_steps} steps, "
-                      f"precision {accelerator.mixed_precision}")
-    progress = tqdm(total=max_train_steps, initial=global_step, desc="dcgan", disable=not accelerator.is_main_process)
-    start_step = global_step
-    for epoch in range(first_epoch, num_epochs):
-        train_dataloader.set_epoch(epoch)
-        batches = accelerator.skip_first_batches(train_dataloader, skip_batches) if epoch == first_epoch \
-            else train_dataloader
-        for batch in batches:
-            if global_step >= max_train_steps:  # also when resuming a finished run: just save
-                break
-            real = batch["image"].to(memory_format=memory_format)  # (B, 3, S, S)
-            labels = batch["label"] if num_classes else None  # (B,) or None
-            z = torch.randn(real.shape[0], config.latent_dim, device=device)
-            with accelerator.accumulate(generator, discriminator):
-                # (1) Update D: push D(x) up and D(G(z)) down
-                fake = generator(z, labels)  # (B, 3, S, S)
-                real_logits = discriminator(d_input(real), labels)
-                fake_logits = discriminator(d_input(fake.detach()), labels)
-                if config.loss == "hinge":
-                    loss_d = hinge_discriminator_loss(real_logits, fake_logits)
-                else:
-                    loss_d = bce_discriminator_loss(real_logits, fake_logits, (1 - config.real_label_smoothing, 1))
-                accelerator.backward(loss_d)
-                optimizer_d.step()
-                optimizer_d.zero_grad()
+                      f"process(es), {run.total_batch} images per step, {max_train_steps} steps, "
+                      f"precision {accelerator.mixed_precision}"
+                      + (f", from {config.init_from}" if config.init_from and checkpoint is None else ""))
+    for batch in run.batches(train_dataloader):
+        real = batch["image"].to(memory_format=memory_format)  # (B, 3, S, S)
+        labels = batch["label"] if num_classes else None  # (B,) or None
+        z = torch.randn(real.shape[0], config.latent_dim, device=device)
+        with accelerator.accumulate(generator, discriminator):
+            # (1) Update D: push D(x) up and D(G(z)) down
+            fake = generator(z, labels)  # (B, 3, S, S)
+            real_logits = discriminator(d_input(real), labels)
+            fake_logits = discriminator(d_input(fake.detach()), labels)
+            if config.loss == "hinge":
+                loss_d = hinge_discriminator_loss(real_logits, fake_logits)
+            else:
+                loss_d = bce_discriminator_loss(real_logits, fake_logits, (1 - config.real_label_smoothing, 1))
+            accelerator.backward(loss_d)
+            optimizer_d.step()
+            optimizer_d.zero_grad()
 
-                # (2) Update G: make D call G(z) real. D is frozen so no gradient lands in it.
-                discriminator.requires_grad_(False)
-                fake_logits = discriminator(d_input(fake), labels)
-                loss_g = hinge_generator_loss(fake_logits) if config.loss == "hinge" else bce_generator_loss(fake_logits)
-                accelerator.backward(loss_g)
-                optimizer_g.step()
-                optimizer_g.zero_grad()
-                discriminator.requires_grad_(True)
+            # (2) Update G: make D call G(z) real. D is frozen so no gradient lands in it.
+            discriminator.requires_grad_(False)
+            fake_logits = discriminator(d_input(fake), labels)
+            loss_g = hinge_generator_loss(fake_logits) if config.loss == "hinge" else bce_generator_loss(fake_logits)
+            accelerator.backward(loss_g)
+            optimizer_g.step()
+            optimizer_g.zero_grad()
+            for p in trainable_d:  # all but the Freeze-D blocks
+                p.requires_grad_(True)
 
-            if not accelerator.sync_gradients:
-                continue
-            if ema is not None:
-                ema.step(accelerator.unwrap_model(generator).parameters())
-            global_step += 1
-            progress.update(1)
-            if global_step % config.logging_steps == 0 or global_step == max_train_steps:
-                losses = accelerator.reduce(torch.stack([loss_d.detach(), loss_g.detach()]), reduction="mean")
-                logs = {"loss_d": losses[0].item(), "loss_g": losses[1].item(),
-                        "real_logit": real_logits.detach().float().mean().item(),
-                        "fake_logit": fake_logits.detach().float().mean().item()}
-                progress.set_postfix(loss_d=f"{logs['loss_d']:.3f}", loss_g=f"{logs['loss_g']:.3f}")
-                accelerator.log(logs, step=global_step)
-                if accelerator.is_main_process:
-                    loss_log.append(global_step, logs)
-            if global_step % config.checkpointing_steps == 0:
-                save_checkpoint(accelerator, output_dir, global_step, config.checkpoints_total_limit,
-                                extra={"train_seconds": clock.total()})
-            if accelerator.is_main_process and global_step % config.sample_every == 0:
-                sample_grid(release_generator(), output_dir / "samples" / f"step_{global_step:07d}.png")
-            minutes = clock.session_minutes(config.budget_clock)
-            while accelerator.is_main_process and snapshot_minutes and minutes >= snapshot_minutes[0]:
-                release_generator().save_pretrained(output_dir / f"snapshot-{snapshot_minutes.pop(0):g}min")
-            if config.max_train_minutes is not None and out_of_time(minutes >= config.max_train_minutes):
-                max_train_steps = global_step
-                break
-        skip_batches = 0
-        if global_step >= max_train_steps:
+        if not accelerator.sync_gradients:
+            continue
+        if ema is not None:
+            ema.step(accelerator.unwrap_model(generator).parameters())
+        run.end_step({"loss_d": loss_d, "loss_g": loss_g, "real_logit": real_logits.mean(),
+                      "fake_logit": fake_logits.mean()})  # logs and checkpoints when due
+        if accelerator.is_main_process and run.due(config.sample_every):
+            sample_grid(release_generator(), output_dir / "samples" / f"step_{run.step:07d}.png")
+        minutes = run.clock.session_minutes(config.budget_clock)
+        while accelerator.is_main_process and snapshot_minutes and minutes >= snapshot_minutes[0]:
+            release_generator().save_pretrained(output_dir / f"snapshot-{snapshot_minutes.pop(0):g}min")
+        if config.max_train_minutes is not None and out_of_time(minutes >= config.max_train_minutes):
+            run.stop()
             break
-    progress.close()
+    run.finish()
 
-    # Save: the (EMA) generator with recalibrated batch norm, its samples and loss curves, and a model card.
-    accelerator.wait_for_everyone()
+    # Save: the (EMA) generator with recalibrated batch norm, its samples and loss curves, the
+    # discriminator, and a model card.
     if accelerator.is_main_process:
         final = release_generator()
         sample_grid(final, output_dir / "samples.png")
-        loss_log.plot(output_dir / "loss_curves.png", title=f"DCGAN ({config.preset} recipe)")
-        metrics = {}
-        if config.eval_split:
-            metrics = evaluate(final, config)
-        training = training_markdown(config, global_step, global_step * total_batch, global_step - start_step,
-                                     clock.session(), f"{accelerator.num_processes} process(es) on "
-                                     f"{accelerator.device.type}", total_seconds=clock.total())
-        if config.save_fp16:
-            final.half()  # safetensors keeps fp16; from_pretrained copies into fp32 parameters
-        card = {"training": training, "metrics": metrics, "dataset": config.dataset,
-                "dataset_split": config.eval_split, "sample_image": "samples.png", "repo_id": config.hub_model_id}
-        final.save_pretrained(output_dir, model_card_kwargs=card)
-        if config.push_to_hub:
-            final.push_to_hub(config.hub_model_id or output_dir.name, model_card_kwargs=card)
-        print(f"saved the generator to {output_dir} ({global_step} steps, world size {accelerator.num_processes})")
+        metrics = evaluate(final, config) if config.eval_split else {}
+        run.save_release(final, discriminator, metrics, title=f"DCGAN ({config.preset} recipe)")
     accelerator.end_training()
 
 

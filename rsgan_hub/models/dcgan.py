@@ -224,3 +224,26 @@ class DCGANDiscriminator(HubModel, tags=["dcgan"], pipeline_tag="image-classific
                 raise ValueError("this discriminator is class-conditional: pass labels")
             logits = logits + (self.embed(labels) * h).sum(dim=1)  # projection term
         return logits
+
+
+def with_classes(model: DCGANGenerator | DCGANDiscriminator, class_names: list[str]):
+    """A copy of a conditional DCGAN generator or discriminator for `class_names` (fine-tuning on
+    new data): every weight as in `model`; a class whose name `model` knows (case-insensitive)
+    keeps its embedding row, a new one gets a fresh row; classes not in `class_names` are dropped."""
+    known = {name.lower(): i for i, name in enumerate(model.class_names)}
+    copy = type(model)(**{**model._hub_mixin_config, "num_classes": len(class_names), "class_names": list(class_names)})
+    state, fresh = model.state_dict(), copy.state_dict()
+    if list(class_names) == list(model.class_names):
+        copy.load_state_dict(state)
+        return copy
+    for key in ("embed.weight", "embed.weight_orig", "embed.weight_u"):  # (num_classes, ...) rows
+        if key in state:
+            rows = fresh[key].clone()
+            for new, name in enumerate(class_names):
+                if name.lower() in known:
+                    rows[new] = state[key][known[name.lower()]]
+            state[key] = rows
+    if "embed.weight_u" in state:  # spectral norm's left singular vector stays a unit vector
+        state["embed.weight_u"] = torch.nn.functional.normalize(state["embed.weight_u"], dim=0)
+    copy.load_state_dict(state)
+    return copy
