@@ -61,7 +61,8 @@ class Config:
     steps: int = flag(None, "optional steps")
     widths: list = flag([8, 16], "widths")
     ema: bool = flag(True, "use EMA")
-    norm: str = flag("none", "a string whose value is 'none'")
+    norm: str = flag("none", "a string whose value is 'none'", choices=["none", "batch"])
+    batch: int = flag(4, "batch size", minimum=1)
 
 
 PRESETS = {"default": {}, "seed": {"lr": 4e-5, "widths": [1, 2, 3], "ema": False}}
@@ -77,6 +78,12 @@ def test_parse_config_presets_and_flags(tmp_path, capsys):
     assert parse_config(Config, PRESETS, []).norm == "none"  # only optional fields turn "none" into None
     with pytest.raises(SystemExit):
         parse_config(Config, PRESETS, ["--steps", "many"])
+    assert explicit.explicit_flags == {"lr", "preset", "ema", "steps", "widths"}  # what --init_from may not override
+    assert parse_config(Config, PRESETS, ["--no-ema"]).explicit_flags == {"ema"}
+    for bad in (["--batch", "0"], ["--norm", "group"], ["--ba", "2"]):  # below the minimum, not a choice, abbreviated
+        with pytest.raises(SystemExit):
+            parse_config(Config, PRESETS, bad)
+    assert "must be at least 1, got 0" in capsys.readouterr().err
     save_config(explicit, tmp_path)
     assert json.loads((tmp_path / "training_config.json").read_text())["widths"] == [4]
     assert '"lr": 0.5' in capsys.readouterr().out
