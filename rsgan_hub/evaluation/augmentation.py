@@ -235,7 +235,7 @@ def plot_gain(results: dict, path: str | Path, title: str = "") -> None:
            ylabel=f"accuracy on real {results['info']['test_split']} scenes", ylim=(0, None), title=title)
     ax.minorticks_off()
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, title=f"mean ± std over {results['info']['repeats']} repeats", title_fontsize=8)
     figure.tight_layout()
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png")
