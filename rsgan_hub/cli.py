@@ -10,11 +10,13 @@ command, even when it is killed with SIGKILL.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import importlib
 import os
 import signal
 import sys
+import threading
 
 from .models.hub import ModelLoadError
 
@@ -30,43 +32,84 @@ EXPECTED = (UserError, ModelLoadError, ValueError, OSError)
 
 
 class Interrupted(KeyboardInterrupt):
-    """Raised by the SIGTERM handler, so that a terminated run cleans up as a Ctrl-C'd one does."""
-
-    signum = signal.SIGTERM
+    """Raised by the SIGINT / SIGTERM handler, so that a terminated run cleans up as a Ctrl-C'd one does."""
 
 
-def _raise_interrupted(signum, frame):
+UNWIND_SECONDS = 15  # an interrupted run that has not unwound by then is stopped the hard way
+_state = {"pid": None, "signum": None, "timer": None, "libc": None, "unraisablehook": None, "forking": None}
+
+
+def _interrupt(signum, frame):
+    """Ctrl-C or SIGTERM: unwind with Interrupted. Repeats are ignored, so that the cleanup itself is
+    not cut short; a cleanup that hangs (multiprocessing's Pool.terminate can deadlock on a lock a
+    worker held when it was cut off) is ended by `_give_up`."""
+    if _state["signum"] is not None or os.getpid() != _state["pid"]:
+        return  # a repeat, or a child forked a moment ago that has not yet set its own handlers
+    _state["signum"] = signum
+    if _state["timer"] is None:
+        _state["timer"] = threading.Timer(UNWIND_SECONDS, _give_up, args=(signum,))
+        _state["timer"].daemon = True
+        _state["timer"].start()
     raise Interrupted
 
 
-_fork_guard = {"active": False, "parent": None, "libc": None}
-
-
-def _remember_parent() -> None:
-    _fork_guard["parent"] = os.getpid()
-
-
-def _die_with_parent() -> None:
-    """In every child forked during a command (the dataset workers, datasets' queue manager): get
-    SIGKILL when the process that forked it dies (Linux PR_SET_PDEATHSIG), and leave Ctrl-C and
-    SIGTERM to the parent, which stops its workers itself."""
-    if not _fork_guard["active"]:
+def _redeliver(unraisable) -> None:
+    """An Interrupted raised where Python cannot propagate it (a library's fork hook, a finaliser) is
+    only printed; send the signal again, so that it lands in code that can unwind."""
+    if isinstance(unraisable.exc_value, Interrupted) and os.getpid() == _state["pid"]:
+        signum, _state["signum"] = _state["signum"], None
+        threading.Timer(0.01, os.kill, args=(os.getpid(), signum)).start()  # from outside this hook
         return
+    _state["unraisablehook"](unraisable)
+
+
+def _give_up(signum: int) -> None:
+    from .io import remove_temporaries
+
+    _stop_children()
+    remove_temporaries()
+    _close_progress_bars()
+    print("rsgan: interrupted; no partial output was kept", file=sys.stderr, flush=True)
+    os._exit(128 + signum)
+
+
+def _stop_children() -> None:
+    """Kill the worker processes an interrupted library left behind (a pool or queue manager whose
+    shutdown was cut short), so that the interpreter does not wait for them at exit."""
+    for name in ("multiprocess", "multiprocessing"):  # datasets' pools use multiprocess
+        module = sys.modules.get(name)
+        for child in module.active_children() if module else []:
+            child.kill()
+            child.join(10)
+
+
+def _close_progress_bars() -> None:
+    """Close the bars an interrupted loop left open, so that the last message has a line of its own."""
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", [])):
+        with contextlib.suppress(Exception):
+            bar.close()
+
+
+def _before_fork() -> None:
+    _state["forking"] = os.getpid()
+
+
+def _in_forked_child() -> None:
+    """Fork hook, in every child forked once a command has run in this process (the `--num-proc`
+    workers of `rsgan dataset`, datasets' queue manager, and a pool's replacements for workers it
+    lost, which can be forked after `main` has returned): ignore Ctrl-C (the parent stops its
+    workers), die on SIGTERM, and get SIGKILL when the parent dies, even by SIGKILL (Linux
+    PR_SET_PDEATHSIG)."""
+    _state["pid"] = None  # this process runs no command: its handler must not act
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    if _fork_guard["libc"] is None:  # not Linux: no such call
-        return
-    _fork_guard["libc"].prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
-    if os.getppid() != _fork_guard["parent"]:  # the parent died before prctl: nobody will send the signal
+    # a pool worker's task errors travel to the parent, which reports them; what a worker would print
+    # itself is the noise of being cut off mid-task ("generator ignored GeneratorExit")
+    sys.unraisablehook = lambda unraisable: None
+    _state["libc"].prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    if os.getppid() != _state["forking"]:  # the parent died before prctl: nobody will send the signal
         os._exit(1)
-
-
-def _guard_forks() -> None:
-    """Install the fork hooks once per process (loading libc here, never in a fresh child)."""
-    if _fork_guard["libc"] is None and sys.platform.startswith("linux"):
-        _fork_guard["libc"] = ctypes.CDLL(None)
-        os.register_at_fork(before=_remember_parent, after_in_child=_die_with_parent)
-    _fork_guard["active"] = True
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,22 +123,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    previous = signal.signal(signal.SIGTERM, _raise_interrupted)
-    _guard_forks()
+    in_main_thread = threading.current_thread() is threading.main_thread()  # only it may set handlers
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM) if in_main_thread}
+    if _state["libc"] is None and sys.platform.startswith("linux"):  # once per process
+        _state["libc"] = ctypes.CDLL(None)  # loaded here, never in a fresh child
+        os.register_at_fork(before=_before_fork, after_in_child=_in_forked_child)
+    _state.update(pid=os.getpid(), signum=None, timer=None, unraisablehook=sys.unraisablehook)
+    sys.unraisablehook = _redeliver
     try:
         return int(args._run(args) or 0)
-    except EXPECTED as err:
-        if os.environ.get("RSGAN_DEBUG"):
+    except BaseException as err:
+        # after a signal, whatever the unwinding raised (a library's cleanup may replace our
+        # KeyboardInterrupt with its own error) is the interruption
+        signum = _state["signum"] or (signal.SIGINT if isinstance(err, KeyboardInterrupt) else None)
+        if signum is not None:
+            _stop_children()
+            _close_progress_bars()
+            print("rsgan: interrupted; no partial output was kept", file=sys.stderr)
+            return 128 + signum
+        if not isinstance(err, EXPECTED) or os.environ.get("RSGAN_DEBUG"):
             raise
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         print(f"rsgan: error: {message}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt as err:
-        print("rsgan: interrupted; no partial output was kept", file=sys.stderr)
-        return 128 + getattr(err, "signum", signal.SIGINT)
     finally:
-        signal.signal(signal.SIGTERM, previous)
-        _fork_guard["active"] = False
+        if _state["timer"] is not None:
+            _state["timer"].cancel()
+        sys.unraisablehook = _state["unraisablehook"]
+        _state.update(pid=None, unraisablehook=None)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

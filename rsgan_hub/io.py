@@ -59,6 +59,25 @@ def umask() -> int:
     return mask
 
 
+# The temporary files and folders in use now, so that `remove_temporaries` can delete them when an
+# interrupted library hangs instead of unwinding (the CLI's last resort before it exits).
+TEMPORARIES: set[Path] = set()
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    TEMPORARIES.discard(path)
+
+
+def remove_temporaries() -> None:
+    for path in list(TEMPORARIES):
+        _remove(path)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary file path beside `path`; rename it onto `path` only if the block succeeds."""
@@ -66,13 +85,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
+    tmp = Path(tmp)
+    TEMPORARIES.add(tmp)
     os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600; the result should look like any new file
     try:
-        yield Path(tmp)
+        yield tmp
         os.replace(tmp, path)
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        _remove(tmp)
 
 
 # ---- outputs: what a command may write, and where ---------------------------------------------
@@ -148,6 +168,7 @@ def _scratch(path: Path, kind: str) -> Path:
     run tell a scratch folder of a killed run from one a running process is filling."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{kind}.{os.getpid()}.", dir=path.parent))
+    TEMPORARIES.add(tmp)
     os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes 0700
     write_marker(tmp, f"scratch folder of {path.name}")
     return tmp
@@ -190,7 +211,7 @@ def scratch_dir(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove(tmp)
 
 
 @contextlib.contextmanager
@@ -208,10 +229,11 @@ def atomic_dir(path: str | os.PathLike, command: str = "rsgan", overwrite: bool 
         yield tmp
         if path.exists():
             old = _scratch(path, "old")
+            TEMPORARIES.discard(old)  # if killed in between, it holds the only copy: `remove_stale_scratch` restores it
             os.replace(path, old / "x")
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove(tmp)

@@ -72,12 +72,12 @@ def latents(seeds: Sequence[int], latent_dim: int, truncation: float | None = No
         rng = torch.Generator().manual_seed(int(seed))
         z = torch.randn(latent_dim, generator=rng)
         if truncation is not None:
-            outside = z.abs() > truncation
+            outside = (z.abs() > truncation).nonzero().squeeze(1)  # redrawn in index order, only these
             for _ in range(MAX_REDRAWS):
-                if not outside.any():
+                if not len(outside):
                     break
-                z[outside] = torch.randn(int(outside.sum()), generator=rng)
-                outside = z.abs() > truncation
+                z[outside] = torch.randn(len(outside), generator=rng)
+                outside = outside[z[outside].abs() > truncation]
             z.clamp_(-truncation, truncation)
         rows.append(z)
     return torch.stack(rows)
