@@ -45,6 +45,7 @@ HERE = Path(__file__).resolve().parent
 MAX_IMAGES = 64  # per /generate call
 MAX_FRAMES = 48  # per latent walk
 MAX_SEED = 2**31 - 1
+MAX_TRUNCATION = 3.0  # the sliders' range; more is the same as off in practice
 MAX_PIXELS = 4096 * 4096  # per upload; the full pix2pix took 13 s/megapixel on a busy 2-core CPU (bf16)
 MAX_FILE_SIZE = "100mb"
 PREVIEW_SIDE = 1024  # side of the on-page comparison; downloads keep full resolution
@@ -172,8 +173,8 @@ def check_truncation(value) -> float | None:
     """0 or empty means no truncation."""
     if value in (None, "", 0):
         return None
-    if not MIN_TRUNCATION <= float(value) <= 10:  # below the floor the latents' redraw finds almost nothing
-        raise gr.Error(f"truncation must be between 0 (off) and 10, and at least {MIN_TRUNCATION} when on, got {value}")
+    if not MIN_TRUNCATION <= float(value) <= MAX_TRUNCATION:  # below the floor the redraw finds almost nothing
+        raise gr.Error(f"truncation must be 0 (off) or from {MIN_TRUNCATION} to {MAX_TRUNCATION}, got {value}")
     return float(value)
 
 
@@ -232,7 +233,7 @@ def generate(models: Models, class_name: str, num_images: int = 16, seed: int = 
         class_name: the scene class: {classes}.
         num_images: how many scenes, a whole number from 1 to {max_images}.
         seed: the first scene's seed, a whole number from 0 to {max_seed}.
-        truncation: from 0 (off) to 3; lower values give more typical scenes, less varied (1 to 2 is usual).
+        truncation: 0 (off), or from 0.05 to 3; lower values give more typical scenes, less varied (1 to 2 is usual).
 
     Returns:
         a gallery of the scenes, one grid image of them all, and a zip of their PNGs
@@ -260,7 +261,7 @@ def class_overview(models: Models, classes: list[str], per_class: int = 8, seed:
         classes: the classes to show, one row each, each {classes}.
         per_class: scenes per class, a whole number from 1 to 16; classes x per_class is at most {max_overview}.
         seed: the first column's seed, a whole number from 0 to {max_seed}.
-        truncation: from 0 (off) to 3; lower values give more typical scenes, less varied.
+        truncation: 0 (off), or from 0.05 to 3; lower values give more typical scenes, less varied.
 
     Returns:
         one image: a labelled row of scenes per class
@@ -290,7 +291,7 @@ def explore(models: Models, class_name: str, seed_a: int = 0, seed_b: int = 1, n
         seed_a: the seed the walk starts from, a whole number from 0 to {max_seed}.
         seed_b: the seed the walk ends at, a whole number from 0 to {max_seed}.
         num_frames: frames on the way, a whole number from 2 to {max_frames}.
-        truncation: from 0 (off) to 3; lower values give more typical scenes, less varied.
+        truncation: 0 (off), or from 0.05 to 3; lower values give more typical scenes, less varied.
 
     Returns:
         an animated GIF of the walk (there and back) and one strip image of its frames
@@ -358,7 +359,7 @@ def scene_to_map(models: Models, class_name: str, seed: int = 0, truncation: flo
     Args:
         class_name: the scene class: {classes}.
         seed: the scene's seed, a whole number from 0 to {max_seed}.
-        truncation: from 0 (off) to 3; lower values give more typical scenes, less varied.
+        truncation: 0 (off), or from 0.05 to 3; lower values give more typical scenes, less varied.
 
     Returns:
         the scene and its map, both at the generator's native size ({image_size} px)
@@ -427,7 +428,7 @@ def build_demo(models: Models) -> gr.Blocks:
                     with gr.Row():
                         gen_seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
                         gen_random = gr.Checkbox(False, label="Randomise seed")
-                    gen_trunc = gr.Slider(0, 3, value=0, step=0.1, label="Truncation (0 = off; lower = more typical)")
+                    gen_trunc = gr.Slider(0, MAX_TRUNCATION, value=0, step=0.1, label="Truncation (0 = off; lower = more typical)")
                     gen_button = gr.Button("Generate", variant="primary", elem_id="generate-button")
                 with gr.Column(scale=2):
                     if conditional:
@@ -451,7 +452,7 @@ def build_demo(models: Models) -> gr.Blocks:
                     walk_a = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="From seed")
                     walk_b = gr.Number(1, precision=0, minimum=0, maximum=MAX_SEED, label="To seed")
                     walk_n = gr.Slider(2, MAX_FRAMES, value=16, step=1, label="Frames")
-                    walk_trunc = gr.Slider(0, 3, value=0, step=0.1, label="Truncation (0 = off)")
+                    walk_trunc = gr.Slider(0, MAX_TRUNCATION, value=0, step=0.1, label="Truncation (0 = off)")
                     walk_button = gr.Button("Walk", variant="primary", elem_id="walk-button")
                 with gr.Column(scale=2):
                     walk_gif = gr.Image(label="Latent walk", type="filepath", format="gif", elem_id="walk-gif")
@@ -499,7 +500,7 @@ def build_demo(models: Models) -> gr.Blocks:
                     with gr.Row():
                         sm_seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
                         sm_random = gr.Checkbox(True, label="Randomise seed")
-                    sm_trunc = gr.Slider(0, 3, value=0, step=0.1, label="Truncation (0 = off)")
+                    sm_trunc = gr.Slider(0, MAX_TRUNCATION, value=0, step=0.1, label="Truncation (0 = off)")
                     sm_button = gr.Button("Generate scene and map", variant="primary", elem_id="scene-map-button")
                     sm_downloads = gr.File(label=f"Download at native size ({models.dcgan.image_size} px)",
                                            file_count="multiple", elem_id="scene-map-downloads")

@@ -111,7 +111,8 @@ def test_generate(models):
     (("River", 1, -1, 0), "seed must be a whole number"),
     (("Desert", 1, 0, 0), "unknown class 'Desert'; known classes: Forest, River"),
     (("", 1, 0, 0), "the model is class-conditional: choose one of Forest, River"),
-    (("River", 1, 0, -1), "truncation must be between 0 (off) and 10"),
+    (("River", 1, 0, -1), "truncation must be 0 (off) or from 0.05 to 3.0"),
+    (("River", 1, 0, 4), "truncation must be 0 (off) or from 0.05 to 3.0"),
 ])
 def test_generate_bad_input_is_a_one_line_gr_error(models, args, message):
     with pytest.raises(gr.Error) as err:
