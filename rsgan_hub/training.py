@@ -141,9 +141,11 @@ def check_common_flags(config: Any) -> None:
 
 
 # ---- releases: --init_from -----------------------------------------------------------------------
-def load_release(init_from: str, generator_cls: type, discriminator_cls: type, fresh_discriminator: bool = False):
+def load_release(init_from: str, generator_cls: type, discriminator_cls: type, fresh_discriminator: bool = False,
+                 freeze_discriminator_layers: int = 0):
     """(generator, discriminator) of a release folder or Hub repo id, in train mode; the
-    discriminator is None with `fresh_discriminator`. Any problem is one line (SystemExit)."""
+    discriminator is None with `fresh_discriminator`. Any problem - also a Freeze-D depth the
+    discriminator does not have - is one line (SystemExit)."""
     from .models import ModelLoadError
 
     try:
@@ -158,6 +160,7 @@ def load_release(init_from: str, generator_cls: type, discriminator_cls: type, f
                              f"new discriminator") from err
     except ModelLoadError as err:
         raise SystemExit(f"error: --init_from {init_from}: {err}") from err
+    _first_blocks(discriminator, freeze_discriminator_layers)
     return generator.train(), discriminator.train()
 
 
@@ -185,19 +188,25 @@ def freeze_blocks(discriminator: torch.nn.Module, num_blocks: int) -> list[torch
     """Freeze-D (Mo et al. 2020): the first `num_blocks` blocks of a discriminator - each a
     convolution with the norm after it - keep their weights, spectral-norm vectors and norm
     statistics (they run in eval mode). Returns the parameters left to train."""
+    for module in (m for block in _first_blocks(discriminator, num_blocks) for m in block):
+        module.requires_grad_(False)
+        module.eval()
+    return [p for p in discriminator.parameters() if p.requires_grad]
+
+
+def _first_blocks(discriminator: torch.nn.Module, num_blocks: int) -> list[list[torch.nn.Module]]:
+    """The first `num_blocks` (convolution or linear layer, then its norm) of a discriminator;
+    SystemExit when that leaves nothing to train."""
     blocks: list[list[torch.nn.Module]] = []
     for module in discriminator.modules():
         if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
             blocks.append([module])
-        elif blocks and isinstance(module, (torch.nn.modules.batchnorm._NormBase, torch.nn.InstanceNorm2d)):
+        elif blocks and isinstance(module, torch.nn.modules.batchnorm._NormBase):  # batch and instance norm
             blocks[-1].append(module)
     if num_blocks >= len(blocks):
         raise SystemExit(f"error: --freeze_discriminator_layers {num_blocks}: the discriminator has {len(blocks)} "
                          f"blocks and the last must train; use at most {len(blocks) - 1}")
-    for module in (m for block in blocks[:num_blocks] for m in block):
-        module.requires_grad_(False)
-        module.eval()
-    return [p for p in discriminator.parameters() if p.requires_grad]
+    return blocks[:num_blocks]
 
 
 # ---- checkpoints ---------------------------------------------------------------------------------

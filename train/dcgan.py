@@ -169,7 +169,7 @@ def main(config: TrainConfig) -> None:
     released_g = released_d = None
     if config.init_from:
         released_g, released_d = load_release(config.init_from, DCGANGenerator, DCGANDiscriminator,
-                                              config.fresh_discriminator)
+                                              config.fresh_discriminator, config.freeze_discriminator_layers)
         adopt_release_flags(config, release_flags(released_g, released_d), config.init_from)
     if config.kernel_size % 2 == 0:
         raise SystemExit(f"error: --kernel_size must be odd, got {config.kernel_size}")

@@ -116,7 +116,7 @@ def main(config: TrainConfig) -> None:
     released_g = released_d = None
     if config.init_from:
         released_g, released_d = load_release(config.init_from, Pix2PixGenerator, PatchDiscriminator,
-                                              config.fresh_discriminator)
+                                              config.fresh_discriminator, config.freeze_discriminator_layers)
         released = released_g.direction
         if released and released != config.direction and "direction" not in config.explicit_flags:
             raise SystemExit(f"error: --init_from {config.init_from} translates {released}, not {config.direction}: "
