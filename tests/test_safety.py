@@ -452,3 +452,30 @@ def test_app_refuses_a_hanging_truncation_and_keeps_serving(tmp_path):
             assert time.monotonic() - began < 5 * usual + 5
         (gallery, _, _), again = timed(0.5)
         assert len(gallery) == 4 and again < 3 * usual + 2
+
+
+# ---- rsgan evaluate: the results JSON (and the gain plot) follow the same rule ---------------------
+@pytest.mark.parametrize("target, message", [
+    ("dcgan/config.json", "lies inside the model folder"), ("dcgan", "is the model folder"),
+    ("notes.json", "exists and was not written by rsgan"),
+])
+def test_evaluate_never_replaces_an_input_or_a_users_file(models, tmp_path, capsys, target, message):
+    work = tmp_path / "work"
+    (work / "dcgan").mkdir(parents=True)
+    for f in (models / "dcgan").iterdir():
+        (work / "dcgan" / f.name).write_bytes(f.read_bytes())
+    (work / "notes.json").write_text('{"mine": 1}\n')
+    refused(tmp_path, capsys, ["evaluate", "--model", work / "dcgan", "--dataset", work / "nowhere",
+                               "--out", work / target], message, cwd=work)
+
+
+def test_evaluate_may_replace_its_own_results_but_not_a_users_plot(models, tmp_path, capsys):
+    from rsgan_hub.evaluation.augmentation import written_by_evaluate
+
+    ours = tmp_path / "r.json"
+    ours.write_text(json.dumps({"fid": 1.0, "info": {"split": "test"}}))
+    assert written_by_evaluate(ours) and not written_by_evaluate(tmp_path / "missing.json")
+    Image.new("RGB", (4, 4)).save(tmp_path / "r.png")  # a user's picture where the gain plot would go
+    assert not written_by_evaluate(tmp_path / "r.png")
+    refused(tmp_path, capsys, ["evaluate", "--model", models / "dcgan", "--dataset", tmp_path / "nowhere",
+                               "--augmentation-gain", "--out", ours], "r.png exists and was not written by rsgan")

@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from . import add_overwrite, prepare_output
+
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser(
@@ -51,6 +53,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--update-card", action="store_true",
                    help="write the numbers into the model folder's README.md as model-index metadata")
     p.add_argument("--dataset-name", default=None, help="how the card names the dataset (default: --dataset)")
+    add_overwrite(p)
     return p
 
 
@@ -59,12 +62,18 @@ def run(args: argparse.Namespace) -> None:
     from ..evaluation import (evaluate_scene_generator, evaluate_translator, format_table, update_model_card,
                               write_results)
     from ..models import DCGANGenerator, Pix2PixGenerator
+    from ..evaluation.augmentation import written_by_evaluate
     from ..models.hub import _read_config
 
     if args.num_images < 2:
         raise UserError(f"--num-images must be >= 2, got {args.num_images}")
     if args.update_card and not Path(args.model).is_dir():
         raise UserError("--update-card writes README.md in a local model folder; --model is not one")
+    # the output rule: --out (and the plot) never replace an input or a file rsgan evaluate did not write
+    inputs = {"the model folder": args.model, "the dataset": args.dataset, "the classifier": args.classifier}
+    outputs = [args.out] + ([args.plot or Path(args.out).with_suffix(".png")] if args.augmentation_gain else [])
+    for out in outputs:
+        prepare_output(out, inputs, args.overwrite, folder=False, ours=written_by_evaluate)
     kind = _read_config(str(args.model), {}).get("model_class")
     if args.augmentation_gain:
         if kind != "DCGANGenerator":

@@ -18,6 +18,7 @@ the repeats. The classifier is the shipped `SceneClassifier` architecture with f
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 import time
@@ -238,7 +239,25 @@ def plot_gain(results: dict, path: str | Path, title: str = "") -> None:
     ax.legend(fontsize=8, title=f"mean ± std over {results['info']['repeats']} repeats", title_fontsize=8)
     figure.tight_layout()
     with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png")
+        figure.savefig(tmp, format="png", metadata={"Software": PLOT_SOFTWARE})  # so a rerun may replace it
+
+
+PLOT_SOFTWARE = "rsgan_hub evaluate"
+
+
+def written_by_evaluate(path: str | Path) -> bool:
+    """Whether `path` is a results JSON or a plot that `rsgan evaluate` wrote (so a rerun may replace it)."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".png":
+            from PIL import Image
+
+            with Image.open(path) as image:
+                return getattr(image, "text", {}).get("Software") == PLOT_SOFTWARE
+        results = json.loads(path.read_text())
+        return isinstance(results, dict) and isinstance(results.get("info"), dict)
+    except Exception:  # unreadable, not JSON, not an image: not ours
+        return False
 
 
 def update_card_gain(model_dir: str | Path, results: dict, dataset: str) -> Path:
