@@ -328,6 +328,21 @@ def test_scene_transform(tmp_path):
                        pil_to_tensor(image.crop((0, 0, 30, 30)).resize((64, 64), Image.Resampling.BICUBIC)))
 
 
+def test_scene_transform_dihedral_draws_all_eight_symmetries():
+    """An asymmetric image comes out as each of the 8 symmetries of the square, and as nothing else."""
+    image = Image.fromarray(np.arange(8 * 8 * 3, dtype=np.uint8).reshape(8, 8, 3))
+    base = SceneTransform(8, flip=False)(image)
+    symmetries = [torch.rot90(t, k, dims=(-2, -1)) for t in (base, base.flip(-1)) for k in range(4)]
+    transform = SceneTransform(8, flip=False, dihedral=True, generator=0)
+    seen = set()
+    for _ in range(200):
+        out = transform(image)
+        matches = [i for i, s in enumerate(symmetries) if torch.equal(out, s)]
+        assert len(matches) == 1
+        seen.add(matches[0])
+    assert seen == set(range(8))
+
+
 def test_paired_transform_same_geometry_and_dataloader(tmp_path):
     rng = np.random.default_rng(0)
     satellite = noise(rng, 40, 40)

@@ -262,3 +262,21 @@ def test_resume_from_a_damaged_checkpoint_names_the_file(data, tmp_path):
     result = check(launch("dcgan.py", [*args, "--max_train_steps", "3", "--resume_from_checkpoint",
                                        str(out / "checkpoint-2")], tmp_path))
     assert f"resuming from {out / 'checkpoint-2'} (step 2)" in result.stdout
+
+
+def test_dcgan_time_budget_stops_and_snapshots(data, tmp_path):
+    """--max_train_minutes stops the run on its clock (CPU time here) and --snapshot_minutes saves the
+    release generator when each mark passes; the final model is the stopped run's."""
+    out = tmp_path / "run"
+    check(launch("dcgan.py", ["--dataset", str(data / "scenes"), "--output_dir", str(out), "--conditional",
+                              "--dihedral", "--kernel_size", "3", "--max_train_steps", "1000",
+                              "--max_train_minutes", "0.0001", "--budget_clock", "cpu", "--snapshot_minutes", "0",
+                              "--sample_every", "1000", "--checkpointing_steps", "1000", *TINY_DCGAN], tmp_path))
+    assert logged_steps(out) == [1]  # the budget was spent after the first step, not after 1000
+    snapshot = DCGANGenerator.from_pretrained(out / "snapshot-0min")
+    final = DCGANGenerator.from_pretrained(out)
+    assert json.loads((out / "config.json").read_text())["kernel_size"] == 3
+    z = torch.randn(2, final.latent_dim)
+    labels = torch.tensor([0, 1])
+    with torch.no_grad():
+        assert torch.allclose(snapshot(z, labels), final(z, labels))  # both taken after the same single step
