@@ -176,3 +176,23 @@ def test_a_failed_upload_leaves_no_staging_folder(tmp_path):
     assert "POST /api/repos/create" in StubHub.calls and "500 Internal Server Error" in line
     assert line.endswith("stopped at user/rs-dcgan; published so far: none (run again to finish)")
     assert not list((tmp_path / "tmp").iterdir())  # the staged copy of pretrained/dcgan is gone
+
+
+def test_plan_uploads_a_releases_discriminator_folder(tmp_path):
+    """A release written by the training scripts has discriminator/; the model repo must get it, so that
+    `--init_from user/rs-dcgan` works from the Hub. Hidden files (the output marker) stay behind."""
+    for name in ("README.md", "requirements.txt"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    for folder in RELEASES:
+        (tmp_path / "pretrained" / folder).mkdir(parents=True)
+        for name in ("README.md", "config.json"):
+            shutil.copy(ROOT / "pretrained" / folder / name, tmp_path / "pretrained" / folder / name)
+    release = tmp_path / "pretrained" / "dcgan"
+    (release / "discriminator").mkdir()
+    (release / "discriminator" / "config.json").write_text("{}")
+    (release / "discriminator" / "model.safetensors").write_bytes(b"weights")
+    (release / ".rsgan-output").write_text("{}")
+    dcgan = plan("user", root=tmp_path)[0]
+    assert dcgan.repo_id == "user/rs-dcgan"
+    assert set(dcgan.files) == {"README.md", "config.json", "discriminator/config.json",
+                                "discriminator/model.safetensors"}

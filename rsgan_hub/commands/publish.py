@@ -90,7 +90,8 @@ def plan(namespace: str, root: Path = ROOT) -> list[Upload]:
             raise ValueError(f"{source} is not a saved release (no config.json)")
         repo_id = f"{namespace}/{name}"
         validate_repo_id(repo_id)  # HFValidationError (a ValueError) for a malformed namespace
-        files = {p.name: p for p in sorted(source.iterdir()) if p.is_file() and not p.name.startswith(".")}
+        files = {str(p.relative_to(source)): p for p in sorted(source.rglob("*"))  # discriminator/ too
+                 if p.is_file() and not any(part.startswith(".") for part in p.relative_to(source).parts)}
         card = ModelCard.load(source / "README.md").data.to_dict() if "README.md" in files else {}
         uploads.append(Upload(repo_id, "model", files, card))
         if variable:
