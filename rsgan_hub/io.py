@@ -108,7 +108,7 @@ def write_marker(folder: Path, command: str) -> None:
     (Path(folder) / MARKER).write_text(json.dumps({"written_by": command}) + "\n")
 
 
-def _existing_folder_problem(path: Path) -> str | None:
+def _existing_folder_problem(path: Path, flag: str = "--out", overwrite_flag: str = "--overwrite") -> str | None:
     """Why `path` may not be replaced by a new output folder, or None if it may."""
     if not path.exists():
         return None
@@ -121,41 +121,43 @@ def _existing_folder_problem(path: Path) -> str | None:
         return None
     shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
     return (f"{path} already holds {len(entries)} entries rsgan did not write ({shown}); choose another "
-            "--out or pass --overwrite to replace it")
+            f"{flag} or pass {overwrite_flag} to replace it")
 
 
 def check_output(out: str | os.PathLike, inputs: dict[str, str | os.PathLike | None], overwrite: bool = False,
-                 folder: bool = True, ours: Callable[[Path], bool] | None = None) -> Path:
+                 folder: bool = True, ours: Callable[[Path], bool] | None = None, flag: str = "--out",
+                 overwrite_flag: str = "--overwrite") -> Path:
     """Refuse an output that would replace, hold or lie inside one of `inputs` ({what: path}; paths
     that do not exist locally, such as Hub repo ids, are skipped), that would replace or hold the
     working directory, or that would replace something rsgan did not write: a folder without
-    MARKER, or (for a file output, `folder=False`) a file `ours` does not recognise. `overwrite`
-    lifts only the last rule. Returns `out` as a Path; raises ValueError / FileExistsError."""
+    MARKER (and that `ours` does not recognise), or (for a file output, `folder=False`) a file `ours`
+    does not recognise. `overwrite` lifts only the last rule. `flag` / `overwrite_flag` name the
+    command's flags in the messages. Returns `out` as a Path; raises ValueError / FileExistsError."""
     out = Path(out)
     real = out.resolve()
     here = Path.cwd().resolve()
     if real == here or real in here.parents:
-        raise ValueError(f"--out {out} is or holds the working directory; choose a new folder for the output")
+        raise ValueError(f"{flag} {out} is or holds the working directory; choose a new folder for the output")
     for what, path in inputs.items():
         if path is None or not os.path.exists(path):
             continue
         source = Path(path).resolve()
         if real == source or (out.exists() and os.path.samefile(out, source)):
-            raise ValueError(f"--out {out} is {what} ({path}); choose another path")
+            raise ValueError(f"{flag} {out} is {what} ({path}); choose another path")
         if real in source.parents:
-            raise ValueError(f"--out {out} holds {what} ({path}); choose a path outside it")
+            raise ValueError(f"{flag} {out} holds {what} ({path}); choose a path outside it")
         if source in real.parents:
-            raise ValueError(f"--out {out} lies inside {what} ({path}); choose a path outside it")
+            raise ValueError(f"{flag} {out} lies inside {what} ({path}); choose a path outside it")
     if overwrite:
         if out.exists() and out.is_dir() != folder:
             raise FileExistsError(f"{out} is a {'file' if folder else 'folder'}, not a {'folder' if folder else 'file'}")
         return out
     if folder:
-        problem = _existing_folder_problem(out)
+        problem = None if ours and out.is_dir() and ours(out) else _existing_folder_problem(out, flag, overwrite_flag)
     elif out.is_dir():
         problem = f"{out} is a folder, not a file"
     elif out.exists() and not (ours and ours(out)):
-        problem = f"{out} exists and was not written by rsgan; choose another --out or pass --overwrite to replace it"
+        problem = f"{out} exists and was not written by rsgan; choose another {flag} or pass {overwrite_flag} to replace it"
     else:
         problem = None
     if problem:

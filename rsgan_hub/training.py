@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 
-from .io import atomic_path, make_grid, tensor_to_pil
+from .io import atomic_path, check_output, make_grid, tensor_to_pil
 
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 DISCRIMINATOR_FOLDER = "discriminator"  # a release's discriminator: <release>/discriminator/
@@ -119,6 +119,11 @@ def distributed_on_cpu() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.accelerator.is_available()
 
 
+def written_by_training(folder: Path) -> bool:
+    """An --output_dir a training script wrote (it saves training_config.json first): runs resume there."""
+    return (Path(folder) / "training_config.json").is_file()
+
+
 def check_common_flags(config: Any) -> None:
     """The checks both scripts share that argparse cannot do alone; SystemExit with one line."""
     if not config.dataset:
@@ -132,6 +137,12 @@ def check_common_flags(config: Any) -> None:
     dataset = Path(config.dataset).resolve()
     if dataset.is_dir() and (output_dir == dataset or dataset in output_dir.parents):
         raise SystemExit(f"error: --output_dir {config.output_dir} lies inside --dataset {config.dataset}")
+    try:  # the output rule of every rsgan command (rsgan_hub.io): never an input's or a user's folder
+        check_output(config.output_dir, {"the --dataset folder": config.dataset, "the --init_from release":
+                                         config.init_from}, config.overwrite_output_dir, ours=written_by_training,
+                     flag="--output_dir", overwrite_flag="--overwrite_output_dir")
+    except (ValueError, FileExistsError) as err:
+        raise SystemExit(f"error: {err}") from None
     if config.max_train_steps == 0 and not config.init_from:
         raise SystemExit("error: --max_train_steps 0 trains nothing (0 is only for --init_from: write the release "
                          "back out); none trains --num_epochs epochs")

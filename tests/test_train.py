@@ -180,6 +180,8 @@ def test_bad_flags_fail_before_anything_is_written(data, tmp_path):
     """Each bad flag: its exit code, one line naming it, and no --output_dir."""
     out = tmp_path / "out"
     (tmp_path / "a_file").write_text("mine")
+    (tmp_path / "mine").mkdir()  # a folder of the user's own, which no training run wrote
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
     scenes, pairs = ["dcgan.py", "--dataset", str(data / "scenes")], ["pix2pix.py", "--dataset", str(data / "pairs")]
     cases = [  # (script and flags, exit code, the line)
         (scenes + ["--train_batch_size", "0"], 2, "argument --train_batch_size: must be at least 1, got 0"),
@@ -199,6 +201,9 @@ def test_bad_flags_fail_before_anything_is_written(data, tmp_path):
         (scenes + ["--output_dir", str(tmp_path / "a_file" / "run")], 1, "is a file, not a folder"),
         (["dcgan.py"], 1, "error: --dataset is required"),
         (scenes + ["--output_dir", str(data / "scenes" / "run")], 1, "lies inside --dataset"),
+        (scenes + ["--output_dir", str(data)], 1, "holds the --dataset folder"),
+        (scenes + ["--output_dir", str(tmp_path / "mine")], 1, "already holds 1 entries rsgan did not write "
+         "(notes.txt); choose another --output_dir or pass --overwrite_output_dir"),
     ]
     processes = []
     for (script, *args), code, expected in cases:
@@ -212,6 +217,7 @@ def test_bad_flags_fail_before_anything_is_written(data, tmp_path):
         lines = stderr.strip().splitlines()
         assert (process.returncode, len(lines)) == (code, 1) and expected in lines[0], (expected, stderr[-2000:])
     assert not out.exists() and (tmp_path / "a_file").read_text() == "mine"
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
     assert not (data / "scenes" / "run").exists()
     help_text = run_script("dcgan.py", ["--help"], tmp_path).stdout
     assert "{hinge,bce}" in help_text and "{wall,cpu}" in help_text and "--init_from" in help_text

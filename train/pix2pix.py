@@ -40,6 +40,8 @@ class TrainConfig:
     eval_split: str = flag(None, "split to evaluate the final generator on, e.g. 'test' (none: skip)")
     dataset_name: str = flag(None, "how the model card names the data (default: the --dataset value)")
     output_dir: str = flag("outputs/pix2pix", "checkpoints, samples, logs and the release (generator + discriminator/)")
+    overwrite_output_dir: bool = flag(False, "write into an existing --output_dir that no training run wrote "
+                                             "(never the --dataset or --init_from folder)")
     seed: int = flag(0, "seed of the run (each process adds its rank)")
     # starting point
     init_from: str = flag(None, "fine-tune a release (folder or Hub repo id with discriminator/): a new run with "
