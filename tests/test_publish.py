@@ -62,7 +62,8 @@ def test_plan_of_the_checkout():
     for upload, folder in zip(models, RELEASES):
         assert upload.repo_type == "model" and upload.readme is None
         assert {"README.md", "config.json", "model.safetensors"} <= set(upload.files)
-        assert all(p.parent == ROOT / "pretrained" / folder for p in upload.files.values())
+        assert all(p.is_relative_to(ROOT / "pretrained" / folder) for p in upload.files.values())
+        assert all(p == ROOT / "pretrained" / folder / name for name, p in upload.files.items())
         assert upload.card["library_name"] == "rsgan_hub" and upload.card["license"] == "apache-2.0"
     assert space.repo_id == "user/rsgan-hub" and space.repo_type == "space" and space.variables == VARIABLES
     assert {"app.py", "requirements.txt", "rsgan_hub/__init__.py", "rsgan_hub/models/dcgan.py",
