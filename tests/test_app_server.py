@@ -40,18 +40,29 @@ def free_port() -> int:
 def running_app(workdir: Path, args: list[str] = (), env: dict | None = None, app: Path = ROOT / "app.py",
                 timeout: float = 180):
     """Start `python app.py` on a free port in `workdir`; yield (url, process); stop it afterwards."""
-    port = free_port()
-    log = open(workdir / "server.log", "w")
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_TEMP_DIR": str(workdir / "gradio"),
            **(env or {})}
-    process = subprocess.Popen([sys.executable, str(app), "--port", str(port), *args], cwd=workdir, env=env,
-                               stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    attempts = 3  # the free port can be taken by another process before the app binds it: try another
+
+    def start():
+        port = free_port()
+        log = open(workdir / "server.log", "w")
+        process = subprocess.Popen([sys.executable, str(app), "--port", str(port), *args], cwd=workdir, env=env,
+                                   stdout=log, stderr=subprocess.STDOUT)
+        return process, log, f"http://127.0.0.1:{port}"
+
+    process, log, url = start()
     try:
         deadline = time.monotonic() + timeout
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"app.py exited with {process.returncode}:\n{(workdir / 'server.log').read_text()}")
+                text = (workdir / "server.log").read_text()
+                attempts -= 1
+                if "Cannot find empty port" in text and attempts:
+                    log.close()
+                    process, log, url = start()
+                    continue
+                raise RuntimeError(f"app.py exited with {process.returncode}:\n{text}")
             try:
                 with urllib.request.urlopen(url + "/gradio_api/info", timeout=5) as response:
                     if response.status == 200:
