@@ -199,39 +199,54 @@ def _open_raster(path: Path, bands: Sequence[int] | None, max_pixels: int | None
 
 
 def write_scene(path: str | Path, height: int, width: int, rows: Iterable[tuple[int, np.ndarray]],
-                georef: dict | None = None) -> Path:
+                georef: dict | None = None, palette: np.ndarray | None = None,
+                class_names: Sequence[str] | None = None) -> Path:
     """Write (y0, (n, width, 3) uint8) strips covering a height x width image, atomically.
 
     A .tif / .tiff output is a GeoTIFF carrying `georef` (crs, transform, gcps) when given;
-    .png / .jpg are written with Pillow (whole image in memory).
+    .png / .jpg are written with Pillow (whole image in memory). With a `palette` ((classes, 3)
+    uint8) the strips are (n, width) class ids, written as one band with the palette as its colour
+    table (GeoTIFF, PNG) and, in a GeoTIFF, the class names as band metadata.
     """
     path = Path(path)
     fmt = output_format(path)
+    if palette is not None and fmt == "JPEG":
+        raise ValueError("a class raster needs a lossless format: use .tif or .png, not JPEG")
+    bands = 1 if palette is not None else 3
     with atomic_path(path) as tmp:
         if fmt == "GTiff":
             import rasterio
             from rasterio.errors import NotGeoreferencedWarning
             from rasterio.windows import Window
 
-            profile = {"driver": "GTiff", "height": height, "width": width, "count": 3, "dtype": "uint8",
-                       "photometric": "RGB", "compress": "deflate", "zlevel": 1, "tiled": True,
-                       "blockxsize": 256, "blockysize": 256, "BIGTIFF": "IF_SAFER"}
+            profile = {"driver": "GTiff", "height": height, "width": width, "count": bands, "dtype": "uint8",
+                       "photometric": "RGB" if palette is None else "PALETTE", "compress": "deflate",
+                       "zlevel": 1, "tiled": True, "blockxsize": 256, "blockysize": 256, "BIGTIFF": "IF_SAFER"}
             if georef and georef["crs"] is not None and not georef["transform"].is_identity:
                 profile.update(crs=georef["crs"], transform=georef["transform"])
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 with rasterio.open(tmp, "w", **profile) as dst:
                     dst.update_tags(TIFFTAG_SOFTWARE=SOFTWARE)
+                    if palette is not None:
+                        dst.write_colormap(1, {i: (*map(int, c), 255) for i, c in enumerate(palette)})
+                        if class_names:
+                            dst.update_tags(1, **{f"CLASS_{i}": name for i, name in enumerate(class_names)})
                     for y0, strip in rows:
+                        strip = strip[..., None] if palette is not None else strip
                         dst.write(strip.transpose(2, 0, 1), window=Window(0, y0, width, strip.shape[0]))
                     if georef and "crs" not in profile and georef["gcps"][0]:
                         dst.gcps = georef["gcps"]
         else:
-            image = np.empty((height, width, 3), np.uint8)
+            image = np.empty((height, width, 3) if palette is None else (height, width), np.uint8)
             for y0, strip in rows:
                 image[y0:y0 + strip.shape[0]] = strip
             signature = {"quality": 95, "comment": SOFTWARE} if fmt == "JPEG" else {"pnginfo": _png_info()}
-            Image.fromarray(image).save(tmp, format=fmt, **signature)
+            picture = Image.fromarray(image)
+            if palette is not None:
+                picture = picture.convert("P")
+                picture.putpalette(np.asarray(palette, np.uint8).flatten().tolist())
+            picture.save(tmp, format=fmt, **signature)
     return path
 
 

@@ -276,16 +276,48 @@ def tile_chunk(generator: Pix2PixGenerator, side: int, dtype: torch.dtype) -> in
 
 def tile_function(generator: Pix2PixGenerator, precision: str = "auto") -> Callable[[torch.Tensor], torch.Tensor]:
     """(B, 3, H, W) float32 tiles -> (B, 3, H, W) float32 predictions at the requested precision,
-    run in the fewest even chunks of at most `tile_chunk` tiles."""
+    run in the fewest even chunks of at most `tile_chunk` tiles. A legend generator's predictions
+    are its class probabilities, (B, classes, H, W), so that tiles blend probabilities."""
     fast = inference_copy(generator, precision)
     dtype = next(fast.to_image.parameters()).dtype
 
+    def predict(part: torch.Tensor) -> torch.Tensor:
+        part = part.to(dtype).contiguous(memory_format=torch.channels_last)
+        if generator.predicts_classes:
+            return fast(part, output="logits").float().softmax(dim=1)
+        return fast(part).float()
+
     def run(tiles: torch.Tensor) -> torch.Tensor:
         chunks = -(-len(tiles) // tile_chunk(generator, max(tiles.shape[-2:]), dtype))
-        return torch.cat([fast(part.to(dtype).contiguous(memory_format=torch.channels_last)).float()
-                          for part in tiles.tensor_split(chunks)])  # as even as possible: 16 -> 6, 5, 5
+        return torch.cat([predict(part) for part in tiles.tensor_split(chunks)])  # as even as possible: 16 -> 6, 5, 5
 
     return run
+
+
+def _translated_rows(generator: Pix2PixGenerator, rows, classes: bool):
+    """translate_rows' strips as RGB (n, width, 3) uint8, or with classes=True as class ids
+    (n, width) uint8. A legend generator's blended probabilities give each pixel its most likely
+    class, drawn in the palette colour (a crisp map); `classes` needs a legend generator."""
+    check_classes(generator, classes)
+    if not generator.predicts_classes:
+        yield from rows
+        return
+    palette = palette_colours(generator)
+    for y0, strip in rows:
+        ids = strip.argmax(axis=-1).astype(np.uint8)  # (n, width)
+        yield y0, (ids if classes else palette[ids])
+
+
+def check_classes(generator: Pix2PixGenerator, classes: bool) -> None:
+    """ValueError when class ids are asked of a model that draws RGB."""
+    if classes and not generator.predicts_classes:
+        raise ValueError("this model draws RGB maps, not legend classes: class rasters need a legend model "
+                         "(one trained with train/pix2pix.py --legend)")
+
+
+def palette_colours(generator: Pix2PixGenerator) -> np.ndarray:
+    """(classes, 3) uint8 palette of a legend generator."""
+    return np.asarray(generator._hub_mixin_config["palette"], dtype=np.uint8)
 
 
 def translate_image(
@@ -296,6 +328,7 @@ def translate_image(
     batch_size: int = 8,
     progress: Progress | None = None,
     precision: str = "auto",
+    classes: bool = False,
 ) -> Image.Image | np.ndarray:
     """Translate an image of any size with overlapping blended tiles; returns the same type and size.
 
@@ -307,8 +340,11 @@ def translate_image(
         batch_size (`int`, *optional*, defaults to 8): tiles per forward pass.
         progress (`callable`, *optional*): called as progress(done_tiles, total_tiles).
         precision (`str`, *optional*, defaults to "auto"): "auto", "bf16" or "fp32".
+        classes (`bool`, *optional*, defaults to False): a legend model's class ids instead of the map:
+            an (H, W) uint8 array, or for a PIL input a palette ("P") image in the legend's colours.
     """
     check_translator(generator)
+    check_classes(generator, classes)
     check_tiling(tile, overlap, batch_size)
     if isinstance(image, Image.Image):
         array = to_rgb8(image)
@@ -319,12 +355,27 @@ def translate_image(
                          f"{getattr(image, 'dtype', type(image).__name__)} {getattr(image, 'shape', '')}")
     height, width = array.shape[:2]
     check_size(height, width, None)
-    out = np.empty((height, width, 3), np.uint8)
+    out = np.empty((height, width) if classes else (height, width, 3), np.uint8)
     with torch.inference_mode():
-        for y0, rows in translate_rows(tile_function(generator, precision), height, width,
-                                       lambda y0, y1: array[y0:y1], tile, overlap, batch_size, progress):
-            out[y0:y0 + len(rows)] = rows
-    return Image.fromarray(out) if isinstance(image, Image.Image) else out
+        rows = translate_rows(tile_function(generator, precision), height, width, lambda y0, y1: array[y0:y1],
+                              tile, overlap, batch_size, progress, **blending(generator))
+        for y0, strip in _translated_rows(generator, rows, classes):
+            out[y0:y0 + len(strip)] = strip
+    if not isinstance(image, Image.Image):
+        return out
+    result = Image.fromarray(out)
+    if classes:
+        result = result.convert("P")
+        result.putpalette(palette_colours(generator).flatten().tolist())
+    return result
+
+
+def blending(generator: Pix2PixGenerator) -> dict:
+    """`translate_rows` options for the generator: RGB as 8-bit, or a legend's class probabilities
+    as floats (so the most likely class is not lost to rounding)."""
+    if generator.predicts_classes:
+        return {"channels": len(generator.palette), "as_uint8": False}
+    return {}
 
 
 def translate_file(
@@ -339,18 +390,25 @@ def translate_file(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     progress: Progress | None = None,
     precision: str = "auto",
+    classes: bool = False,
 ) -> Path:
     """Translate an image file (PNG / JPEG / TIFF / GeoTIFF) into `output_path`, written atomically.
 
     The output format follows the output suffix; a GeoTIFF output of a georeferenced input keeps
     its CRS, transform and size. Large rasters stream strip by strip (bounded memory). `direction`
     ("sat2map" / "map2sat"), when given, must match the model's. `bands` and the 16-bit scaling
-    rule: see `rsgan_hub.geo`. `max_pixels` is checked before decoding.
+    rule: see `rsgan_hub.geo`. `max_pixels` is checked before decoding. `classes`: a legend model's
+    class ids as a one-band raster with the legend as its colour table (GeoTIFF or PNG), for GIS.
     """
     check_translator(generator, direction)
     check_tiling(tile, overlap, batch_size)
-    output_format(output_path)  # fail on a bad suffix before any work
+    check_classes(generator, classes)
+    fmt = output_format(output_path)  # fail on a bad suffix before any work
+    if classes and fmt == "JPEG":
+        raise ValueError("a class raster needs a lossless format: use .tif or .png, not JPEG")
     with open_scene(input_path, bands, max_pixels) as scene, torch.inference_mode():
         rows = translate_rows(tile_function(generator, precision), scene.height, scene.width, scene.read_rows,
-                              tile, overlap, batch_size, progress)
-        return write_scene(output_path, scene.height, scene.width, rows, scene.georef)
+                              tile, overlap, batch_size, progress, **blending(generator))
+        return write_scene(output_path, scene.height, scene.width, _translated_rows(generator, rows, classes),
+                           scene.georef, palette=palette_colours(generator) if classes else None,
+                           class_names=generator.class_names if classes else None)

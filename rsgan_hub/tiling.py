@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
-# (B, 3, th, tw) float32 in [-1, 1] -> same shape; see pipelines.translate_image.
+# (B, 3, th, tw) float32 in [-1, 1] -> (B, channels, th, tw) in [-1, 1]; see pipelines.translate_image.
 TileFunction = Callable[[torch.Tensor], torch.Tensor]
 # (y0, y1) -> (y1 - y0, width, 3) uint8 rows of the input.
 RowReader = Callable[[int, int], np.ndarray]
@@ -72,9 +72,13 @@ def translate_rows(
     overlap: int = 64,
     batch_size: int = 8,
     progress: Callable[[int, int], None] | None = None,
+    channels: int = 3,
+    as_uint8: bool = True,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Translate a height x width scene strip by strip; yields (y0, rows) with rows a
-    (n, width, 3) uint8 array, top to bottom, covering every row exactly once."""
+    (n, width, channels) uint8 array ([-1, 1] mapped to 0..255), top to bottom, covering every row
+    exactly once. `channels`: what the model returns per pixel (3 for RGB; class probabilities for
+    a legend model). as_uint8=False: the blended float32 predictions themselves."""
     check_tiling(tile, overlap, batch_size)
     th, tw = min(tile, height), min(tile, width)
     ys, xs = tile_starts(height, tile, overlap), tile_starts(width, tile, overlap)
@@ -90,14 +94,14 @@ def translate_rows(
     total, done = len(ys) * len(xs), 0
     # Everything is kept height-width-channel: a channels-last (B, 3, h, w) tensor is a (B, h, w, 3)
     # array in memory, so tiles go in and predictions come out without transposing copies.
-    acc = torch.zeros(th, width, 3)  # weighted sum of predictions for rows [ys[r], ys[r] + th)
+    acc = torch.zeros(th, width, channels)  # weighted sum of predictions for rows [ys[r], ys[r] + th)
     for r, y in enumerate(ys):
         strip = read_rows(y, y + th)  # (th, width, 3) uint8
         for b in range(0, len(xs), batch_size):
             batch_xs = xs[b:b + batch_size]
             tiles = torch.from_numpy(np.stack([strip[:, x:x + tw] for x in batch_xs])).float()  # (B, th, tw, 3)
             tiles = tiles.div_(127.5).sub_(1.0).permute(0, 3, 1, 2)  # (B, 3, th, tw) in [-1, 1], channels-last
-            out = model(tiles).float().permute(0, 2, 3, 1)  # (B, th, tw, 3)
+            out = model(tiles).float().permute(0, 2, 3, 1)  # (B, th, tw, channels)
             weight = wy_t[r].view(1, th, 1, 1) * wx_t[b:b + len(batch_xs)].view(-1, 1, tw, 1)  # (B, th, tw, 1)
             out = out.mul_(weight) if out.is_contiguous() else out * weight
             for i, x in enumerate(batch_xs):
@@ -109,6 +113,8 @@ def translate_rows(
         end = ys[r + 1] if r + 1 < len(ys) else y + th
         rows = end - y
         norm = torch.from_numpy(norm_y[y:end]).view(rows, 1, 1) * norm_x_t  # (rows, width, 1)
-        yield y, acc[:rows].div_(norm).clamp_(-1, 1).add_(1).mul_(127.5).round_().to(torch.uint8).numpy()
+        blended = acc[:rows].div_(norm)
+        yield y, blended.clamp_(-1, 1).add_(1).mul_(127.5).round_().to(torch.uint8).numpy() if as_uint8 \
+            else blended.numpy()
         # The rows still being accumulated move to the top of a fresh buffer.
-        acc = torch.cat([acc[rows:], torch.zeros(rows, width, 3)])
+        acc = torch.cat([acc[rows:], torch.zeros(rows, width, channels)])

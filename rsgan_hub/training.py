@@ -31,11 +31,13 @@ import sys
 import time
 import typing
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .hardware import MIXED_PRECISIONS
 from .io import atomic_path, check_output, make_grid, tensor_to_pil
 
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -52,6 +54,51 @@ def flag(default: Any, help: str, choices: list | None = None, minimum: float | 
     return dataclasses.field(default=default, metadata=metadata)
 
 
+@dataclasses.dataclass
+class RunFlags:
+    """The flags every training script shares (where the run starts, how long it runs, speed and
+    bookkeeping); a script's config subclasses it and adds its data, network and objective flags."""
+
+    # data and output
+    eval_split: str = flag(None, "split to evaluate the final generator on, e.g. 'test' (none: skip)")
+    dataset_name: str = flag(None, "how the model card names the data (default: the --dataset value)")
+    overwrite_output_dir: bool = flag(False, "write into an existing --output_dir that no training run wrote "
+                                             "(never the --dataset or --init_from folder)")
+    seed: int = flag(0, "seed of the run (each process adds its rank)")
+    # starting point
+    init_from: str = flag(None, "fine-tune a release (folder or Hub repo id with discriminator/): a new run with "
+                                "fresh optimizers; the network flags come from the release")
+    fresh_discriminator: bool = flag(False, "with --init_from: a new discriminator (for releases saved without one)")
+    freeze_discriminator_layers: int = flag(0, "with --init_from: keep the first N discriminator blocks fixed "
+                                               "(Freeze-D, Mo et al. 2020; for very small data)", minimum=0)
+    # length of the run
+    gradient_accumulation_steps: int = flag(1, "micro-steps per optimizer step", minimum=1)
+    max_train_steps: int = flag(None, "optimizer steps (none: --num_epochs epochs; 0 only with --init_from: "
+                                      "write the release back out)", minimum=0)
+    max_train_minutes: float = flag(None, "also stop after this many minutes of this session (--budget_clock)",
+                                    minimum=0)
+    budget_clock: str = flag("wall", "clock of --max_train_minutes / --snapshot_minutes: wall, or this process's "
+                                     "CPU time (fair between runs sharing the cores)", choices=["wall", "cpu"])
+    snapshot_minutes: str = flag("", "comma-separated minutes at which to save the release generator to "
+                                     "snapshot-<M>min/, e.g. '5,10' (budget studies)")
+    ema_decay: float = flag(0.999, "generator EMA decay, warmed up from 0 (0: no EMA)", minimum=0)
+    # speed
+    mixed_precision: str = flag("auto", "auto: bf16 where the CPU/GPU has it natively, else fp32",
+                                choices=list(MIXED_PRECISIONS))
+    channels_last: bool = flag(None, "channels_last memory format (none: on under bf16/fp16 or on a GPU, off in fp32 on a CPU)")
+    dataloader_num_workers: int = flag(1, "DataLoader worker processes per training process", minimum=0)
+    # bookkeeping
+    checkpointing_steps: int = flag(500, "save a resumable checkpoint every N steps", minimum=1)
+    checkpoints_total_limit: int = flag(2, "keep at most N checkpoints (0: all)", minimum=0)
+    resume_from_checkpoint: str = flag(None, "continue this run exactly (weights, optimizers, schedules, EMA, data "
+                                             "order, RNG): 'latest' or a checkpoint-<step> folder")
+    logging_steps: int = flag(10, "log losses every N steps", minimum=1)
+    report_to: str = flag("tensorboard", "where to log", choices=["tensorboard", "trackio", "none"])
+    save_fp16: bool = flag(False, "store the released weights in fp16 (half the size; loading casts to fp32)")
+    push_to_hub: bool = flag(False, "push the release (generator and discriminator) to the Hub")
+    hub_model_id: str = flag(None, "repo id for --push_to_hub (default: output_dir's name)")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):
         """One line instead of the full usage block."""
@@ -64,7 +111,8 @@ def parse_config(config_cls: type, presets: dict[str, dict[str, Any]], argv: lis
     `explicit_flags` attribute holds the names given on the command line."""
     parser = _Parser(description=(config_cls.__doc__ or "").strip().splitlines()[0], allow_abbrev=False)
     hints = typing.get_type_hints(config_cls)
-    for field in dataclasses.fields(config_cls):
+    own = set(vars(config_cls).get("__annotations__", {}))  # the script's own flags first, then RunFlags'
+    for field in sorted(dataclasses.fields(config_cls), key=lambda f: f.name not in own):
         default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
         kind, meta = hints[field.name], field.metadata
         options = dict(default=default, help=meta.get("help", ""))
@@ -406,6 +454,14 @@ def training_markdown(config: Any, steps: int, images_seen: int, session_steps: 
             f"{session_steps} of the steps in {seconds / 60:.1f} minutes.\n\nFull configuration:\n\n{recipe}")
 
 
+def snapshot_minutes(text: str) -> list[float]:
+    """'5,10' -> [5.0, 10.0] (sorted); a SystemExit naming the flag for anything else."""
+    try:
+        return sorted(float(m) for m in text.split(",") if m.strip())
+    except ValueError:
+        raise SystemExit(f"error: --snapshot_minutes must be comma-separated numbers, got {text!r}") from None
+
+
 # ---- the run -------------------------------------------------------------------------------------
 class TrainingRun:
     """One session of a training script around its own D and G steps: the Accelerator, the
@@ -515,6 +571,31 @@ class TrainingRun:
     def stop(self) -> None:
         """End training at this step (a time budget ran out)."""
         self.max_train_steps = self.step
+
+    def save_snapshots(self, release: Callable[[], torch.nn.Module]) -> None:
+        """After a step, main process: save `release()` to snapshot-<M>min/ for each of
+        --snapshot_minutes (on --budget_clock) that has passed (budget studies)."""
+        due = getattr(self, "_snapshots", None)
+        if due is None:
+            due = self._snapshots = snapshot_minutes(getattr(self.config, "snapshot_minutes", ""))
+        minutes = self.clock.session_minutes(self.config.budget_clock) if due else 0.0
+        while self.accelerator.is_main_process and due and minutes >= due[0]:
+            release().save_pretrained(self.output_dir / f"snapshot-{due.pop(0):g}min")
+
+    def out_of_time(self) -> bool:
+        """After a step: has --max_train_minutes (on --budget_clock) run out? The main process's clock
+        decides for every process, so they all stop at the same step; then `stop()` has been called."""
+        limit = getattr(self.config, "max_train_minutes", None)
+        if limit is None:
+            return False
+        says = self.clock.session_minutes(self.config.budget_clock) >= limit
+        if self.accelerator.num_processes > 1:
+            from accelerate.utils import broadcast
+
+            says = bool(broadcast(torch.tensor([float(says)], device=self.device), from_process=0).item())
+        if says:
+            self.stop()
+        return says
 
     def finish(self) -> None:
         self.progress.close()

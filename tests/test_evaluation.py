@@ -2,6 +2,7 @@
 translation scores with known values, the scene classifier, and `rsgan evaluate` end to end."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -15,7 +16,8 @@ from rsgan_hub.cli import main
 from rsgan_hub.evaluation.classify import accuracy, fit_classifier, to_uint8
 from rsgan_hub.evaluation.features import ClassifierFeatures, extract_features, fid_kid, precision_recall
 from rsgan_hub.evaluation.swd import swd
-from rsgan_hub.evaluation.translation import (BACKGROUND, LEGEND_NAMES, MAP_LEGEND, MapScores, SatelliteScores,
+from rsgan_hub.evaluation.translation import (BACKGROUND, LEGEND_NAMES, MAP_LEGEND, PREDICTED_CLASSES, MapScores,
+                                              SatelliteScores,
                                               blurred_mean_satellite, constant_map, legend_classes)
 from rsgan_hub.io import tensor_to_pil
 
@@ -112,8 +114,12 @@ def test_map_scores_known_values():
     assert legend_classes(real)[0, 0, 15] == LEGEND_NAMES.index("water")
     scores = MapScores()
     scores.update(real, real)
-    assert scores.compute() == {"pixel_acc_8": 1.0, "pixel_acc_16": 1.0, "pixel_acc_32": 1.0, "nonbg_acc_16": 1.0,
-                                "legend_miou": 1.0, "rmse": 0.0}
+    perfect = scores.compute()
+    absent = {"iou_vegetation", "iou_zone"}  # not in the real map: no IoU, not in the mean
+    assert all(math.isnan(perfect.pop(k)) for k in absent)
+    assert perfect == {"pixel_acc_8": 1.0, "pixel_acc_16": 1.0, "pixel_acc_32": 1.0, "nonbg_acc_16": 1.0,
+                       "legend_miou": 1.0, "nonbg_legend_acc": 1.0, "iou_background": 1.0, "iou_building": 1.0,
+                       "iou_road": 1.0, "iou_water": 1.0, "rmse": 0.0}
     # The constant background image. Road and building colours are within 16 levels of the background,
     # so pixel accuracy counts them right (13 of 16 columns): why the legend mIoU is reported too.
     constant = MapScores()
@@ -121,6 +127,8 @@ def test_map_scores_known_values():
     result = constant.compute()
     assert result["pixel_acc_16"] == 13 / 16 and result["nonbg_acc_16"] == 5 / 8
     assert result["legend_miou"] == pytest.approx((0.5 + 0 + 0 + 0) / 4)  # background IoU 8/16; the rest 0
+    assert result["iou_background"] == 0.5 and result["iou_road"] == result["iou_water"] == 0.0
+    assert result["nonbg_legend_acc"] == 0.0  # no road, building or water pixel drawn as such
     # An error of exactly 20 levels in one channel: wrong at delta 8 and 16, right at 32.
     shifted = real.clone()
     shifted[:, 2] = (shifted[:, 2].int() - 20).clamp(0, 255).to(torch.uint8)
@@ -216,8 +224,8 @@ def test_rsgan_evaluate_translator(tmp_path, direction):
     assert main(["evaluate", "--model", str(tmp_path / "p"), "--dataset", str(tmp_path / "pairs"),
                  "--classifier", str(tmp_path / "classifier"), "--out", str(out)]) == 0
     results = json.loads(out.read_text())
-    keys = ({"pixel_acc_8", "pixel_acc_16", "pixel_acc_32", "nonbg_acc_16", "legend_miou", "rmse"}
-            if direction == "sat2map" else {"l1", "rmse", "psnr", "ssim", "fid", "kid_mean"})
+    keys = ({"pixel_acc_8", "pixel_acc_16", "pixel_acc_32", "nonbg_acc_16", "legend_miou", "nonbg_legend_acc", "rmse"}
+            | {f"iou_{name}" for name in PREDICTED_CLASSES} if direction == "sat2map" else {"l1", "rmse", "psnr", "ssim", "fid", "kid_mean"})
     assert set(results) - {"baseline", "info"} == keys and set(results["baseline"]) == keys
     if direction == "sat2map":  # the synthetic maps, scaled to 16 px: a quarter water, the rest near-white
         assert results["baseline"]["pixel_acc_16"] == 13 / 16 and results["baseline"]["legend_miou"] == 0.125

@@ -18,43 +18,30 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from accelerate.utils import broadcast
 from diffusers.training_utils import EMAModel
 from torch.utils.data import DataLoader
 
 from rsgan_hub.augment import diff_augment
 from rsgan_hub.data import SceneTransform, load_scene_dataset
-from rsgan_hub.hardware import MIXED_PRECISIONS
 from rsgan_hub.losses import (bce_discriminator_loss, bce_generator_loss, hinge_discriminator_loss,
                               hinge_generator_loss)
 from rsgan_hub.models import DCGANDiscriminator, DCGANGenerator
 from rsgan_hub.models.dcgan import (DEFAULT_DISCRIMINATOR_LAYERS, DEFAULT_GENERATOR_CHANNELS, START_SIZE,
                                     SUPPORTED_SIZES, with_classes)
 from rsgan_hub.pipelines import latents
-from rsgan_hub.training import (TrainingRun, adopt_release_flags, check_common_flags, flag, freeze_blocks,
-                                load_release, parse_config, plain_copy, resolve_resume, save_grid)
+from rsgan_hub.training import (RunFlags, TrainingRun, adopt_release_flags, check_common_flags, flag, freeze_blocks,
+                                load_release, parse_config, plain_copy, resolve_resume, save_grid, snapshot_minutes)
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(RunFlags):
     """Train a DCGAN on remote-sensing scenes with accelerate."""
 
     preset: str = flag("default", "recipe whose values become the defaults: 'default' or 'seed' (the original)")
     dataset: str = flag("", "Hub dataset id, `rsgan dataset` folder, or a class-per-folder tree of images")
     image_column: str = flag("image", "image column of the dataset")
     label_column: str = flag("label", "class column of the dataset (used with --conditional)")
-    eval_split: str = flag(None, "split to evaluate the final generator on, e.g. 'test' (none: skip)")
-    dataset_name: str = flag(None, "how the model card names the data (default: the --dataset value)")
     output_dir: str = flag("outputs/dcgan", "checkpoints, samples, logs and the release (generator + discriminator/)")
-    overwrite_output_dir: bool = flag(False, "write into an existing --output_dir that no training run wrote "
-                                             "(never the --dataset or --init_from folder)")
-    seed: int = flag(0, "seed of the run (each process adds its rank)")
-    # starting point
-    init_from: str = flag(None, "fine-tune a release (folder or Hub repo id with discriminator/): a new run with "
-                                "fresh optimizers; the network flags come from the release")
-    fresh_discriminator: bool = flag(False, "with --init_from: a new discriminator (for releases saved without one)")
-    freeze_discriminator_layers: int = flag(0, "with --init_from: keep the first N discriminator blocks fixed "
-                                               "(Freeze-D, Mo et al. 2020; for very small data)", minimum=0)
     # model
     image_size: int = flag(128, "generated image side", choices=list(SUPPORTED_SIZES))
     conditional: bool = flag(False, "class-conditional G and projection D (needs a label column)")
@@ -81,34 +68,10 @@ class TrainConfig:
     adam_beta1: float = flag(0.5, "Adam beta1 (both networks)", minimum=0)
     adam_beta2: float = flag(0.999, "Adam beta2 (both networks)", minimum=0)
     train_batch_size: int = flag(64, "images per process per micro-step", minimum=1)
-    gradient_accumulation_steps: int = flag(1, "micro-steps per optimizer step", minimum=1)
-    max_train_steps: int = flag(None, "optimizer steps (none: --num_epochs epochs; 0 only with --init_from: "
-                                      "write the release back out)", minimum=0)
     num_epochs: int = flag(10, "epochs when --max_train_steps is none", minimum=1)
-    max_train_minutes: float = flag(None, "also stop after this many minutes of this session (--budget_clock)",
-                                    minimum=0)
-    budget_clock: str = flag("wall", "clock of --max_train_minutes / --snapshot_minutes: wall, or this process's "
-                                     "CPU time (fair between runs sharing the cores)", choices=["wall", "cpu"])
-    snapshot_minutes: str = flag("", "comma-separated minutes at which to save the release generator to "
-                                     "snapshot-<M>min/, e.g. '5,10' (budget studies)")
-    ema_decay: float = flag(0.999, "generator EMA decay, warmed up from 0 (0: no EMA)", minimum=0)
-    # speed
-    mixed_precision: str = flag("auto", "auto: bf16 where the CPU/GPU has it natively, else fp32",
-                                choices=list(MIXED_PRECISIONS))
-    channels_last: bool = flag(None, "channels_last memory format (none: on under bf16/fp16 or on a GPU, off in fp32 on a CPU)")
-    dataloader_num_workers: int = flag(1, "DataLoader worker processes per training process", minimum=0)
     # bookkeeping
-    checkpointing_steps: int = flag(500, "save a resumable checkpoint every N steps", minimum=1)
-    checkpoints_total_limit: int = flag(2, "keep at most N checkpoints (0: all)", minimum=0)
-    resume_from_checkpoint: str = flag(None, "continue this run exactly (weights, optimizers, EMA, data order, "
-                                             "RNG): 'latest' or a checkpoint-<step> folder")
     sample_every: int = flag(250, "write a sample grid (fixed latents) every N steps", minimum=1)
     num_samples: int = flag(64, "images in each sample grid", minimum=1)
-    logging_steps: int = flag(10, "log losses every N steps", minimum=1)
-    report_to: str = flag("tensorboard", "where to log", choices=["tensorboard", "trackio", "none"])
-    save_fp16: bool = flag(False, "store the released weights in fp16 (half the size; loading casts to fp32)")
-    push_to_hub: bool = flag(False, "push the release (generator and discriminator) to the Hub")
-    hub_model_id: str = flag(None, "repo id for --push_to_hub (default: output_dir's name)")
 
 
 PRESETS = {
@@ -164,10 +127,7 @@ def recalibrate_batchnorm(generator: DCGANGenerator, num_batches: int = 4, batch
 def main(config: TrainConfig) -> None:
     # Flags: every check before anything is read or written; --init_from fixes the network flags.
     check_common_flags(config)
-    try:
-        snapshot_minutes = sorted(float(m) for m in config.snapshot_minutes.split(",") if m.strip())
-    except ValueError:
-        raise SystemExit(f"error: --snapshot_minutes must be comma-separated numbers, got {config.snapshot_minutes!r}")
+    snapshot_minutes(config.snapshot_minutes)  # checked before anything is read
     released_g = released_d = None
     if config.init_from:
         released_g, released_d = load_release(config.init_from, DCGANGenerator, DCGANDiscriminator,
@@ -259,11 +219,6 @@ def main(config: TrainConfig) -> None:
         recalibrate_batchnorm(model)
         return model
 
-    def out_of_time(main_says: bool) -> bool:
-        """The main process's clock decides for every process, so they all stop at the same step."""
-        flag_tensor = torch.tensor([float(main_says)], device=device)
-        return bool(broadcast(flag_tensor, from_process=0).item()) if accelerator.num_processes > 1 else main_says
-
     def sample_grid(model: DCGANGenerator, path: Path) -> None:
         """Fixed latents (and classes, cycling) through the generator in eval mode."""
         with torch.no_grad(), accelerator.autocast():
@@ -310,11 +265,8 @@ def main(config: TrainConfig) -> None:
                       "fake_logit": fake_logits.mean()})  # logs and checkpoints when due
         if accelerator.is_main_process and run.due(config.sample_every):
             sample_grid(release_generator(), output_dir / "samples" / f"step_{run.step:07d}.png")
-        minutes = run.clock.session_minutes(config.budget_clock)
-        while accelerator.is_main_process and snapshot_minutes and minutes >= snapshot_minutes[0]:
-            release_generator().save_pretrained(output_dir / f"snapshot-{snapshot_minutes.pop(0):g}min")
-        if config.max_train_minutes is not None and out_of_time(minutes >= config.max_train_minutes):
-            run.stop()
+        run.save_snapshots(release_generator)
+        if run.out_of_time():
             break
     run.finish()
 

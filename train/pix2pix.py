@@ -8,6 +8,12 @@ The recipe is the paper's (`--preset seed`): resize to 286, the same random 256 
 both images, batch 1, Adam 2e-4 with beta1 0.5, GAN loss + 100 x L1, D's loss halved, learning rate
 constant for the first half of training then linearly to 0. The default adds a generator EMA.
 Normalisation is instance norm (no batch statistics), so nothing is synchronised across processes.
+
+`--legend` (satellite -> map): the U-Net predicts the map legend's classes
+(`rsgan_hub.evaluation.LEGEND_PALETTE`) with a class-weighted cross-entropy instead of regressing RGB
+with L1, which on a near-white map style finds the background everywhere. Text and icons are left
+out of the loss (no translator can know them). The PatchGAN sees maps drawn in the palette: the
+generator's class probabilities rendered, against the real map's classes rendered.
 """
 
 from __future__ import annotations
@@ -18,17 +24,21 @@ import torch
 from diffusers.training_utils import EMAModel
 from torch.utils.data import DataLoader
 
+import torch.nn.functional as F
+
 from rsgan_hub.data import PairedTransform, load_pair_dataset
-from rsgan_hub.hardware import MIXED_PRECISIONS
+from rsgan_hub.evaluation.classify import to_uint8
+from rsgan_hub.evaluation.translation import BACKGROUND, IGNORED, LEGEND_PALETTE, PREDICTED_CLASSES, draw, legend_classes
+from rsgan_hub.io import pil_to_tensor
 from rsgan_hub.losses import (bce_discriminator_loss, bce_generator_loss, hinge_discriminator_loss,
                               hinge_generator_loss, l1_loss)
 from rsgan_hub.models import PatchDiscriminator, Pix2PixGenerator
-from rsgan_hub.training import (TrainingRun, adopt_release_flags, check_common_flags, flag, freeze_blocks,
-                                load_release, parse_config, plain_copy, resolve_resume, save_grid)
+from rsgan_hub.training import (RunFlags, TrainingRun, adopt_release_flags, check_common_flags, flag, freeze_blocks,
+                                load_release, parse_config, plain_copy, resolve_resume, save_grid, snapshot_minutes)
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(RunFlags):
     """Train pix2pix on satellite/map pairs with accelerate."""
 
     preset: str = flag("default", "recipe whose values become the defaults: 'default' or 'seed' (the paper's)")
@@ -37,18 +47,7 @@ class TrainConfig:
     map_column: str = flag("map", "map image column of the dataset")
     direction: str = flag("sat2map", "translation direction", choices=["sat2map", "map2sat"])
     validation_split: str = flag(None, "split the fixed sample pairs come from (none: the first training pairs)")
-    eval_split: str = flag(None, "split to evaluate the final generator on, e.g. 'test' (none: skip)")
-    dataset_name: str = flag(None, "how the model card names the data (default: the --dataset value)")
     output_dir: str = flag("outputs/pix2pix", "checkpoints, samples, logs and the release (generator + discriminator/)")
-    overwrite_output_dir: bool = flag(False, "write into an existing --output_dir that no training run wrote "
-                                             "(never the --dataset or --init_from folder)")
-    seed: int = flag(0, "seed of the run (each process adds its rank)")
-    # starting point
-    init_from: str = flag(None, "fine-tune a release (folder or Hub repo id with discriminator/): a new run with "
-                                "fresh optimizers; the network flags come from the release")
-    fresh_discriminator: bool = flag(False, "with --init_from: a new discriminator (for releases saved without one)")
-    freeze_discriminator_layers: int = flag(0, "with --init_from: keep the first N discriminator blocks fixed "
-                                               "(Freeze-D, Mo et al. 2020; for very small data)", minimum=0)
     # data and model
     load_size: int = flag(286, "resize both images to this side ...", minimum=1)
     crop_size: int = flag(256, "... then take the same random crop of this side", minimum=1)
@@ -58,38 +57,26 @@ class TrainConfig:
     dropout: float = flag(0.5, "dropout in the three innermost decoder blocks", minimum=0)
     discriminator_channels: int = flag(64, "PatchGAN width of the first convolution", minimum=1)
     discriminator_layers: int = flag(3, "PatchGAN stride-2 layers (3: 70x70 patches)", minimum=1)
+    legend: bool = flag(False, "sat2map: predict the map legend's classes (cross-entropy) instead of RGB (L1)")
     # objective and optimisation
     loss: str = flag("bce", "bce (the paper's) or hinge", choices=["bce", "hinge"])
-    lambda_l1: float = flag(100.0, "weight of the L1 term in G's loss", minimum=0)
+    lambda_l1: float = flag(100.0, "weight of the L1 term in G's loss (RGB output)", minimum=0)
+    lambda_ce: float = flag(10.0, "weight of the cross-entropy term in G's loss (--legend)", minimum=0)
+    lambda_gan: float = flag(1.0, "weight of the adversarial term in G's loss (0: no discriminator is trained)",
+                             minimum=0)
+    class_weighting: str = flag("sqrt", "--legend class weights: 1/sqrt(pixel share), at most 10x the commonest "
+                                        "class's ('sqrt'), or 'none'", choices=["sqrt", "none"])
     learning_rate: float = flag(2e-4, "Adam learning rate (both networks)", minimum=0)
     adam_beta1: float = flag(0.5, "Adam beta1", minimum=0)
     adam_beta2: float = flag(0.999, "Adam beta2", minimum=0)
     decay_start: float = flag(0.5, "fraction of training after which the learning rate decays linearly to 0",
                               minimum=0)
     train_batch_size: int = flag(1, "pairs per process per micro-step", minimum=1)
-    gradient_accumulation_steps: int = flag(1, "micro-steps per optimizer step", minimum=1)
-    max_train_steps: int = flag(None, "optimizer steps (none: --num_epochs epochs; 0 only with --init_from: "
-                                      "write the release back out)", minimum=0)
     num_epochs: int = flag(200, "epochs when --max_train_steps is none", minimum=1)
-    ema_decay: float = flag(0.999, "generator EMA decay, warmed up from 0 (0: no EMA)", minimum=0)
-    # speed
-    mixed_precision: str = flag("auto", "auto: bf16 where the CPU/GPU has it natively, else fp32",
-                                choices=list(MIXED_PRECISIONS))
-    channels_last: bool = flag(None, "channels_last memory format (none: on under bf16/fp16 or on a GPU, off in fp32 on a CPU)")
-    dataloader_num_workers: int = flag(1, "DataLoader worker processes per training process", minimum=0)
     # bookkeeping
-    checkpointing_steps: int = flag(500, "save a resumable checkpoint every N steps", minimum=1)
-    checkpoints_total_limit: int = flag(2, "keep at most N checkpoints (0: all)", minimum=0)
-    resume_from_checkpoint: str = flag(None, "continue this run exactly (weights, optimizers, schedules, EMA, data "
-                                             "order, RNG): 'latest' or a checkpoint-<step> folder")
     sample_every: int = flag(250, "write a sample grid (fixed validation pairs) every N steps", minimum=1)
     num_samples: int = flag(4, "validation pairs in each sample grid", minimum=1)
     card_samples: bool = flag(True, "show the last sample grid (of your data) in the model card")
-    logging_steps: int = flag(10, "log losses every N steps", minimum=1)
-    report_to: str = flag("tensorboard", "where to log", choices=["tensorboard", "trackio", "none"])
-    save_fp16: bool = flag(False, "store the released weights in fp16 (half the size; loading casts to fp32)")
-    push_to_hub: bool = flag(False, "push the release (generator and discriminator) to the Hub")
-    hub_model_id: str = flag(None, "repo id for --push_to_hub (default: output_dir's name)")
 
 
 PRESETS = {
@@ -103,7 +90,8 @@ PRESETS = {
 def release_flags(generator: Pix2PixGenerator, discriminator: PatchDiscriminator | None) -> dict:
     """The network flags a release fixes (the discriminator's only when it has one)."""
     g = generator._hub_mixin_config
-    flags = dict(base_channels=g["base_channels"], num_downs=g["num_downs"], dropout=g["dropout"])
+    flags = dict(base_channels=g["base_channels"], num_downs=g["num_downs"], dropout=g["dropout"],
+                 legend=generator.predicts_classes)
     if discriminator is not None:
         d = discriminator._hub_mixin_config
         flags.update(discriminator_channels=d["base_channels"], discriminator_layers=d["num_layers"])
@@ -113,8 +101,11 @@ def release_flags(generator: Pix2PixGenerator, discriminator: PatchDiscriminator
 def main(config: TrainConfig) -> None:
     # Flags: every check before anything is read or written; --init_from fixes the network flags.
     check_common_flags(config)
+    snapshot_minutes(config.snapshot_minutes)
     if config.crop_size > config.load_size:
         raise SystemExit(f"error: --crop_size {config.crop_size} is larger than --load_size {config.load_size}")
+    if config.legend and config.direction != "sat2map":
+        raise SystemExit("error: --legend predicts map classes: it needs --direction sat2map")
     released_g = released_d = None
     if config.init_from:
         released_g, released_d = load_release(config.init_from, Pix2PixGenerator, PatchDiscriminator,
@@ -138,6 +129,7 @@ def main(config: TrainConfig) -> None:
             config.dataset, split=config.validation_split, satellite_column=config.satellite_column,
             map_column=config.map_column)
     run.check_data(len(dataset), "pairs")
+    class_weights = legend_class_weights(dataset, config) if config.legend else None
     dataset = dataset.select_columns(["satellite", "map"])
     validation = validation.select_columns(["satellite", "map"]).select(range(min(config.num_samples, len(validation))))
     fixed = validation.with_transform(PairedTransform(config.crop_size, config.crop_size, flip=False, random_crop=False))
@@ -152,7 +144,9 @@ def main(config: TrainConfig) -> None:
     # optimizers and the constant-then-linear learning-rate schedules.
     if released_g is None:
         generator = Pix2PixGenerator(base_channels=config.base_channels, num_downs=config.num_downs,
-                                     dropout=config.dropout, direction=config.direction)
+                                     dropout=config.dropout, direction=config.direction,
+                                     **(dict(palette=LEGEND_PALETTE, class_names=PREDICTED_CLASSES)
+                                        if config.legend else {}))
     else:
         generator = plain_copy(released_g, direction=config.direction)
     if released_d is None:
@@ -189,10 +183,26 @@ def main(config: TrainConfig) -> None:
             ema.copy_to(model.parameters())
         return model.eval()
 
+    def discriminator_step(fake: torch.Tensor, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """(1) Update D: (source, target) is real, (source, G(source)) is fake. Returns D's loss."""
+        # Real and fake pairs in one call: D normalises each image on its own (instance norm), so this
+        # is two calls' result at one call's cost in weight traffic.
+        logits = discriminator(torch.cat([torch.cat([source, target], dim=1),
+                                          torch.cat([source, fake.detach()], dim=1)]))
+        real_logits, fake_logits = logits.chunk(2)  # (B, 1, h, w) patch logits each
+        if config.loss == "hinge":
+            loss_d = 0.5 * hinge_discriminator_loss(real_logits, fake_logits)
+        else:
+            loss_d = 0.5 * bce_discriminator_loss(real_logits, fake_logits)  # halved, as in the paper
+        accelerator.backward(loss_d)
+        optimizer_d.step()
+        optimizer_d.zero_grad()
+        return loss_d
+
     def sample_grid(model: Pix2PixGenerator, path) -> None:
         """One row per fixed pair: source | generated | target (eval mode, as after loading)."""
         with torch.no_grad(), accelerator.autocast():
-            fake = model(sample_source.to(device)).float().cpu()
+            fake = draw(model, sample_source.to(device)).float().cpu()  # a legend model: its crisp map
         rows = torch.stack([sample_source, fake, sample_target], dim=1).flatten(0, 1)  # (3N, 3, H, W)
         save_grid(rows, path, columns=3)
 
@@ -203,33 +213,40 @@ def main(config: TrainConfig) -> None:
     for batch in run.batches(train_dataloader):
         source = batch[source_column].to(memory_format=memory_format)  # (B, 3, crop, crop)
         target = batch[target_column].to(memory_format=memory_format)
+        if config.legend:  # targets: the real map's legend classes; what D sees: them drawn in the palette
+            target_classes = legend_classes(to_uint8(target.float()))  # (B, H, W)
+            ignored = target_classes == IGNORED  # text and icons: drawn as background for D, no loss
+            palette = accelerator.unwrap_model(generator)
+            drawn = F.one_hot(target_classes.masked_fill(ignored, BACKGROUND), len(LEGEND_PALETTE))
+            target = palette.render(drawn.permute(0, 3, 1, 2)).to(memory_format=memory_format)
+            target_classes = target_classes.masked_fill(ignored, -100)
         with accelerator.accumulate(generator, discriminator):
-            # (1) Update D: (source, target) is real, (source, G(source)) is fake
-            fake = generator(source)
-            # Real and fake pairs in one call: D normalises each image on its own (instance norm),
-            # so this is two calls' result at one call's cost in weight traffic.
-            logits = discriminator(torch.cat([torch.cat([source, target], dim=1),
-                                              torch.cat([source, fake.detach()], dim=1)]))
-            real_logits, fake_logits = logits.chunk(2)  # (B, 1, h, w) patch logits each
-            if config.loss == "hinge":
-                loss_d = 0.5 * hinge_discriminator_loss(real_logits, fake_logits)
+            if config.legend:
+                logits = generator(source, output="logits")  # (B, classes, H, W)
+                fake = palette.render(logits.float().softmax(dim=1))
             else:
-                loss_d = 0.5 * bce_discriminator_loss(real_logits, fake_logits)  # halved, as in the paper
-            accelerator.backward(loss_d)
-            optimizer_d.step()
-            optimizer_d.zero_grad()
-
-            # (2) Update G: fool D and stay close to the target in L1. D is frozen.
-            discriminator.requires_grad_(False)
-            fake_logits = discriminator(torch.cat([source, fake], dim=1))
-            loss_g_gan = hinge_generator_loss(fake_logits) if config.loss == "hinge" else bce_generator_loss(fake_logits)
-            loss_l1 = l1_loss(fake, target)
-            loss_g = loss_g_gan + config.lambda_l1 * loss_l1
+                fake = generator(source)
+            if config.lambda_gan == 0:  # reconstruction only: no discriminator
+                loss_g_gan = loss_d = torch.zeros((), device=device)
+            else:
+                loss_d = discriminator_step(fake, source, target)
+                # (2) Update G: fool D (frozen) ...
+                discriminator.requires_grad_(False)
+                fake_logits = discriminator(torch.cat([source, fake], dim=1))
+                loss_g_gan = hinge_generator_loss(fake_logits) if config.loss == "hinge" \
+                    else bce_generator_loss(fake_logits)
+                for p in trainable_d:  # all but the Freeze-D blocks
+                    p.requires_grad_(True)
+            # ... and stay close to the target: L1 on RGB, or cross-entropy on the legend classes.
+            if config.legend:
+                loss_rec = F.cross_entropy(logits.float(), target_classes, weight=class_weights)
+                loss_g = config.lambda_gan * loss_g_gan + config.lambda_ce * loss_rec
+            else:
+                loss_rec = l1_loss(fake, target)
+                loss_g = config.lambda_gan * loss_g_gan + config.lambda_l1 * loss_rec
             accelerator.backward(loss_g)
             optimizer_g.step()
             optimizer_g.zero_grad()
-            for p in trainable_d:  # all but the Freeze-D blocks
-                p.requires_grad_(True)
 
         if not accelerator.sync_gradients:
             continue
@@ -237,10 +254,13 @@ def main(config: TrainConfig) -> None:
             scheduler.step()
         if ema is not None:
             ema.step(accelerator.unwrap_model(generator).parameters())
-        run.end_step({"loss_d": loss_d, "loss_g_gan": loss_g_gan, "loss_l1": loss_l1,
+        run.end_step({"loss_d": loss_d, "loss_g_gan": loss_g_gan, "loss_ce" if config.legend else "loss_l1": loss_rec,
                       "lr": schedulers[0].get_last_lr()[0]})  # logs and checkpoints when due
         if accelerator.is_main_process and run.due(config.sample_every):
             sample_grid(release_generator(), output_dir / "samples" / f"step_{run.step:07d}.png")
+        run.save_snapshots(release_generator)
+        if run.out_of_time():
+            break
     run.finish()
 
     # Save: the (EMA) generator, its samples and loss curves, the discriminator, and a model card.
@@ -251,6 +271,23 @@ def main(config: TrainConfig) -> None:
         run.save_release(final, discriminator, metrics, title=f"pix2pix {config.direction} ({config.preset} recipe)",
                          sample_image="samples.png" if config.card_samples else None)
     accelerator.end_training()
+
+
+def legend_class_weights(dataset, config: TrainConfig, max_maps: int = 200) -> torch.Tensor | None:
+    """Cross-entropy weights of the legend classes from the pixel shares of the first `max_maps` maps:
+    1/sqrt(share), scaled so the commonest class weighs 1, capped at 10 (absent classes get 10)."""
+    if config.class_weighting == "none":
+        return None
+    counts = torch.zeros(len(LEGEND_PALETTE) + 1)  # the last: text and icons, not counted
+    for i in range(min(max_maps, len(dataset))):
+        maps = to_uint8(pil_to_tensor(dataset[i][config.map_column]))[None]
+        counts += torch.bincount(legend_classes(maps).flatten(), minlength=len(counts)).float()
+    counts = counts[:-1]
+    share = counts / counts.sum()
+    weights = (share.max() / share.clamp(min=1e-12)).sqrt().clamp(max=10.0)
+    print("legend class weights: " + ", ".join(f"{n} {w:.2f} ({s:.1%})" for n, w, s in
+                                               zip(PREDICTED_CLASSES, weights.tolist(), share.tolist())))
+    return weights
 
 
 def evaluate(generator: Pix2PixGenerator, config: TrainConfig) -> dict:

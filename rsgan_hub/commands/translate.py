@@ -36,6 +36,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help=f"refuse larger inputs, checked before decoding (default {DEFAULT_MAX_PIXELS:,})")
     p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
                    help="auto: bfloat16 where the CPU has it natively (AVX512-BF16/AMX), else fp32")
+    p.add_argument("--classes", action="store_true",
+                   help="write the legend class of each pixel (one band, the legend as colour table; .tif or .png) "
+                        "instead of the map; needs a legend model such as the bundled sat2map")
     return p
 
 
@@ -44,12 +47,15 @@ def run(args: argparse.Namespace) -> None:
 
     from ..geo import output_format, written_by_rsgan
     from ..models import Pix2PixGenerator
-    from ..pipelines import translate_file
+    from ..pipelines import check_classes, translate_file
 
-    output_format(args.out)  # a bad suffix is the first thing to hear about
+    fmt = output_format(args.out)  # a bad suffix is the first thing to hear about
+    if args.classes and fmt == "JPEG":
+        raise ValueError("--classes writes class ids, which need a lossless format: use .tif or .png")
     prepare_output(args.out, {"the input": args.input, "the model folder": args.model}, args.overwrite,
                    folder=False, ours=written_by_rsgan)
     generator = Pix2PixGenerator.from_pretrained(args.model)
+    check_classes(generator, args.classes)
     with tqdm(unit="tile", desc="translate", disable=None, leave=False) as bar:
         def progress(done: int, total: int) -> None:
             bar.total = total
@@ -57,5 +63,6 @@ def run(args: argparse.Namespace) -> None:
 
         out = translate_file(generator, args.input, args.out, direction=args.direction, tile=args.tile,
                              overlap=args.overlap, batch_size=args.batch_size, bands=args.bands,
-                             max_pixels=args.max_pixels, progress=progress, precision=args.precision)
+                             max_pixels=args.max_pixels, progress=progress, precision=args.precision,
+                             classes=args.classes)
     print(f"wrote {out} ({bar.total} tiles)")

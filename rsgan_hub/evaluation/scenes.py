@@ -25,8 +25,6 @@ from .features import (DEFAULT_CLASSIFIER, ClassifierFeatures, extract_features,
                        precision_recall)
 from .swd import swd
 
-SCENE_KEYS = ("fid", "kid_mean", "kid_std", "swd", "precision", "recall")
-CONDITIONAL_KEYS = ("class_accuracy", "cas_accuracy", "real_trained_accuracy")
 
 
 def scene_tensors(dataset, image_size: int, max_images: int | None = None, seed: int = 0,

@@ -52,8 +52,10 @@ IGNORED = LEGEND_NAMES.index("label")
 BACKGROUND = LEGEND_NAMES.index("background")
 _PROTOTYPES = torch.tensor([c for name in LEGEND_NAMES for c in MAP_LEGEND[name][0]], dtype=torch.float32)
 _OWNER = torch.tensor([i for i, name in enumerate(LEGEND_NAMES) for _ in MAP_LEGEND[name][0]])
-SAT2MAP_KEYS = ("pixel_acc_8", "pixel_acc_16", "pixel_acc_32", "nonbg_acc_16", "legend_miou", "rmse")
-MAP2SAT_KEYS = ("l1", "rmse", "psnr", "ssim", "fid", "kid_mean")
+# The classes a translator can predict (all but the labels) and the colour each is drawn in: the
+# palette of legend generators (`Pix2PixGenerator(palette=LEGEND_PALETTE)`), index = LEGEND_NAMES index.
+PREDICTED_CLASSES = [name for name in LEGEND_NAMES if name != "label"]
+LEGEND_PALETTE = [list(MAP_LEGEND[name][0][0]) for name in PREDICTED_CLASSES]
 
 
 def legend_classes(maps: torch.Tensor) -> torch.Tensor:
@@ -114,7 +116,17 @@ class MapScores:
         present[IGNORED] = False
         scores = {f"pixel_acc_{d}": c / self.total for d, c in self.correct.items()}
         scores["nonbg_acc_16"] = self.nonbg_correct / self.nonbg if self.nonbg else float("nan")
-        scores["legend_miou"] = (intersection[present] / union[present]).mean().item()
+        iou = intersection / union.clamp(min=1)
+        scores["legend_miou"] = iou[present].mean().item()
+        # Legend accuracy where the real map is neither background nor a label: does the model draw
+        # a building where there is one (delta-accuracy flatters a near-white map; this does not).
+        foreground = confusion[[c for c in range(len(LEGEND_NAMES)) if c not in (BACKGROUND, IGNORED)]]
+        foreground_total = foreground.sum().item()
+        scores["nonbg_legend_acc"] = (intersection.sum() - intersection[BACKGROUND]).item() / foreground_total \
+            if foreground_total else float("nan")
+        for c, name in enumerate(LEGEND_NAMES):
+            if c != IGNORED:
+                scores[f"iou_{name}"] = iou[c].item() if present[c] else float("nan")
         scores["rmse"] = (self.squared_error / (3 * self.total)) ** 0.5
         return scores
 
@@ -139,6 +151,15 @@ class SatelliteScores:
     def compute(self) -> dict[str, float]:
         return {"l1": self.abs_error / self.pixels, "rmse": (self.squared_error / self.pixels) ** 0.5,
                 "psnr": self.psnr / self.count, "ssim": self.ssim / self.count}
+
+
+def draw(generator: Pix2PixGenerator, inputs: torch.Tensor) -> torch.Tensor:
+    """The generator's output in [-1, 1]; for a legend generator its most likely class per pixel
+    drawn in the palette (the crisp map `translate_image` returns)."""
+    if not generator.predicts_classes:
+        return generator(inputs)
+    classes = generator.class_logits(inputs).argmax(dim=1)  # (B, H, W)
+    return generator.render(F.one_hot(classes, len(generator.palette)).permute(0, 3, 1, 2))
 
 
 def _pair_batches(dataset, source: str, target: str, batch_size: int):
@@ -177,7 +198,8 @@ def evaluate_translator(
         max_pairs (`int`, *optional*): score only the first `max_pairs` pairs.
 
     Returns:
-        sat2map: {"pixel_acc_8", "pixel_acc_16", "pixel_acc_32", "nonbg_acc_16", "legend_miou", "rmse"};
+        sat2map: {"pixel_acc_8", "pixel_acc_16", "pixel_acc_32", "nonbg_acc_16", "legend_miou",
+        "nonbg_legend_acc", "iou_<class>" per legend class but the labels, "rmse"};
         map2sat: {"l1", "rmse", "psnr", "ssim", "fid", "kid_mean"}; each with "baseline" (the same keys
         for the constant-background / blurred-mean baseline) and "info".
     """
@@ -203,7 +225,7 @@ def evaluate_translator(
     with torch.inference_mode():
         for inputs, real in tqdm(_pair_batches(dataset, source, target, batch_size), desc=f"{direction} pairs",
                                  total=-(-len(dataset) // batch_size), unit="batch", leave=False):
-            predicted = to_uint8(generator(inputs.float().div(127.5).sub(1)))
+            predicted = to_uint8(draw(generator, inputs.float().div(127.5).sub(1)))
             baseline = constant_map(real) if direction == "sat2map" else blurred_mean_satellite(inputs)
             model_scores.update(predicted, real)
             baseline_scores.update(baseline, real)

@@ -9,6 +9,13 @@ the same function apart from dropout. Dropout (0.5 in the three innermost decode
 regularises training only; samples - during training and after loading - are drawn in eval mode,
 so a loaded generator reproduces exactly what training showed. Images are RGB in [-1, 1].
 
+Maps as classes. A map rendering is a few flat colours (a legend), and regressing its RGB with L1
+through a tanh finds the per-pixel median - the background - for every uncertain pixel. A generator
+built with a `palette` (one 8-bit RGB colour per legend class) instead ends in one logit per class:
+`class_logits` gives them (for a cross-entropy loss and for class rasters), and `forward` still
+returns an RGB image in [-1, 1] - the palette colours weighted by the class probabilities - so the
+PatchGAN, `translate_image` and every RGB tool use it unchanged.
+
 The U-Net's convolutions are `layers.GemmConv2d` / `layers.GemmConvTranspose2d`: torch.nn's layers
 with the same parameters and state-dict keys, which in CPU training compute the small inner layers
 as one matrix product (faster there; see `layers.py`). `layers.reference_layers` swaps them back.
@@ -62,6 +69,10 @@ class Pix2PixGenerator(HubModel, tags=["pix2pix"], pipeline_tag="image-to-image"
             to a multiple of 2**num_downs and cropped back.
         dropout: dropout in the three innermost decoder blocks (training only).
         direction: "sat2map", "map2sat" or "" - recorded so tools can check the task.
+        palette: 8-bit RGB colours of a map legend, one per class (e.g. `evaluation.LEGEND_PALETTE`):
+            the U-Net predicts class logits and renders them in these colours (`out_channels` is
+            then unused). None: the paper's tanh RGB output.
+        class_names: names of the palette's classes (for class rasters and cards).
     """
 
     card_title = "rsgan_hub pix2pix translator"
@@ -81,10 +92,17 @@ class Pix2PixGenerator(HubModel, tags=["pix2pix"], pipeline_tag="image-to-image"
         num_downs: int = 8,
         dropout: float = 0.5,
         direction: str = "",
+        palette: list[list[int]] | None = None,
+        class_names: list[str] | None = None,
     ):
         super().__init__()
         if num_downs < 5:
             raise ValueError("num_downs must be >= 5")
+        if palette is not None:
+            if len(palette) < 2 or any(len(c) != 3 or not all(0 <= v <= 255 for v in c) for c in palette):
+                raise ValueError("palette must be a list of at least two [R, G, B] colours in 0..255")
+            if class_names is not None and len(class_names) != len(palette):
+                raise ValueError(f"class_names has {len(class_names)} names for {len(palette)} palette colours")
         if direction not in ("", "sat2map", "map2sat"):
             raise ValueError(f"direction must be 'sat2map', 'map2sat' or '', got {direction!r}")
         self.num_downs, self.direction = num_downs, direction
@@ -109,7 +127,13 @@ class Pix2PixGenerator(HubModel, tags=["pix2pix"], pipeline_tag="image-to-image"
                 layers.append(nn.Dropout(dropout))
             layers.append(nn.ReLU())
             self.up.append(nn.Sequential(*layers))
-        self.to_image = nn.Sequential(nn.ConvTranspose2d(widths[0] * 2, out_channels, 4, 2, 1), nn.Tanh())
+        if palette is None:
+            self.to_image = nn.Sequential(nn.ConvTranspose2d(widths[0] * 2, out_channels, 4, 2, 1), nn.Tanh())
+        else:  # class logits; rendered through the palette in forward
+            self.to_image = nn.Sequential(nn.ConvTranspose2d(widths[0] * 2, len(palette), 4, 2, 1))
+            # (classes, 3) in [-1, 1]; derived from the config, so not part of the state dict
+            self.register_buffer("palette", torch.tensor(palette, dtype=torch.float32) / 127.5 - 1, persistent=False)
+        self.class_names = list(class_names) if class_names is not None else None
         init_weights(self)
 
     @property
@@ -120,7 +144,13 @@ class Pix2PixGenerator(HubModel, tags=["pix2pix"], pipeline_tag="image-to-image"
     def default_repo_name(self) -> str:
         return f"rs-pix2pix-{self.direction}" if self.direction else "rs-pix2pix"
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def predicts_classes(self) -> bool:
+        """True for a legend generator (built with a palette)."""
+        return hasattr(self, "palette")
+
+    def unet(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, in_channels, H, W) -> (B, out_channels or classes, H, W): tanh RGB, or class logits."""
         x, (h, w) = pad_to_multiple(x, self.multiple)
         skips = []
         for block in self.down:  # 256 -> 128 -> ... -> 1 (at a 256 px input)
@@ -130,6 +160,28 @@ class Pix2PixGenerator(HubModel, tags=["pix2pix"], pipeline_tag="image-to-image"
         for block in self.up:  # 1 -> 2 -> ... -> 128, each concatenated with its encoder twin
             x = torch.cat([block(x), skips.pop()], dim=1)
         return self.to_image(x)[..., :h, :w]
+
+    def class_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, in_channels, H, W) -> (B, classes, H, W) legend logits (palette generators only)."""
+        if not self.predicts_classes:
+            raise TypeError("this generator predicts RGB, not legend classes (it was built without a palette)")
+        return self.unet(x)
+
+    def render(self, probabilities: torch.Tensor) -> torch.Tensor:
+        """(B, classes, H, W) class probabilities (or one-hot classes) -> (B, 3, H, W) RGB in [-1, 1]."""
+        return torch.einsum("bkhw,kc->bchw", probabilities.float(), self.palette)
+
+    def forward(self, x: torch.Tensor, output: str = "rgb") -> torch.Tensor:
+        """(B, in_channels, H, W) in [-1, 1] -> (B, 3, H, W) RGB in [-1, 1]; output="logits": the
+        legend logits (B, classes, H, W), as `class_logits` (through forward, so wrappers such as
+        DistributedDataParallel see the call)."""
+        if output == "logits":
+            return self.class_logits(x)
+        if output != "rgb":
+            raise ValueError(f"output must be 'rgb' or 'logits', got {output!r}")
+        if not self.predicts_classes:
+            return self.unet(x)
+        return self.render(self.unet(x).float().softmax(dim=1))
 
 
 class PatchDiscriminator(HubModel, tags=["pix2pix"], pipeline_tag="image-classification"):

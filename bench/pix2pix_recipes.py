@@ -1,0 +1,130 @@
+"""satellite -> map recipe study at equal CPU budget: each candidate trains with `train/pix2pix.py` for
+the same CPU-minutes (one thread each, this process's CPU time, data decoding included: fair when runs
+share the cores), saving its generator at every budget mark; each snapshot is scored with `rsgan
+evaluate` on a validation band of tile rows carved from the train split (never the test rows), and a
+table (markdown), a legend-mIoU-vs-budget plot and one translated validation tile per candidate are
+written.
+
+    rsgan dataset pairs <mumbai_train with tile rows 30-37 left out> --test-rows 26:30 --out /tmp/p2p/study
+    python bench/pix2pix_recipes.py --data /tmp/p2p/study --work /tmp/p2p/runs          # ~45 min on 2 cores
+    python bench/pix2pix_recipes.py --data /tmp/p2p/study --work /tmp/p2p/runs --report-only --figures bench/figures
+
+The study dataset's "test" split is the validation band (rows 26-29 of the Mumbai grid); its "train"
+split is every other row above 30. The shipped models' test rows (30-37) are not in it at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CANDIDATES = {  # name: (what it tests, extra train/pix2pix.py flags)
+    "rgb": ("the shipped recipe: RGB through tanh, 100 x L1 + GAN", []),
+    "legend": ("legend classes: 10 x class-weighted cross-entropy + GAN on the palette rendering", ["--legend"]),
+    "legend-ce": ("legend classes, cross-entropy only (no discriminator: more steps)", ["--legend", "--lambda_gan", "0"]),
+    "legend-b4": ("legend classes + GAN, 4 pairs per step", ["--legend", "--train_batch_size", "4"]),
+}
+COMMON = ["--base_channels", "32", "--discriminator_channels", "32"]  # the shipped model's widths
+KEYS = ["legend_miou", "nonbg_legend_acc", "iou_building", "iou_road", "iou_water", "pixel_acc_16"]
+
+
+def train(names: list[str], data: str, work: Path, minutes: list[float]) -> None:
+    """Run the candidates side by side, one thread each, until the largest budget mark."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    marks = ",".join(f"{m:g}" for m in minutes[:-1])
+    procs = []
+    for name in names:
+        cmd = [sys.executable, str(ROOT / "train/pix2pix.py"), "--dataset", data, "--direction", "sat2map",
+               "--output_dir", str(work / name), "--max_train_steps", "10000000", "--validation_split", "test",
+               "--max_train_minutes", f"{minutes[-1]:g}", "--budget_clock", "cpu", "--snapshot_minutes", marks,
+               "--sample_every", "500", "--checkpointing_steps", "10000000", "--dataloader_num_workers", "0",
+               "--report_to", "none", *COMMON, *CANDIDATES[name][1]]
+        log = open(work / f"{name}.log", "w")
+        procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT))
+    for p in procs:
+        if p.wait():
+            raise SystemExit(f"a candidate failed: see {work}/*.log")
+
+
+def snapshot(work: Path, name: str, minute: float, minutes: list[float]) -> Path:
+    """The generator of `name` at `minute`: a snapshot folder, or the release at the last mark."""
+    return work / name if minute == minutes[-1] else work / name / f"snapshot-{minute:g}min"
+
+
+def evaluate(names: list[str], data: str, work: Path, minutes: list[float]) -> None:
+    for name in names:
+        for minute in minutes:
+            out = work / "eval" / f"{name}-{minute:g}.json"
+            if not out.is_file():
+                out.parent.mkdir(parents=True, exist_ok=True)
+                subprocess.run([sys.executable, "-m", "rsgan_hub", "evaluate", "--model",
+                                str(snapshot(work, name, minute, minutes)), "--dataset", data, "--split", "test",
+                                "--out", str(out)], check=True)
+
+
+def steps_of(run: Path) -> int:
+    """Optimizer steps the run took (its loss log's last step)."""
+    lines = (run / "losses.csv").read_text().splitlines()
+    return int(lines[-1].split(",")[0]) if len(lines) > 1 else 0
+
+
+def report(names: list[str], work: Path, minutes: list[float], figures: Path | None) -> str:
+    results = {(n, m): json.loads((work / "eval" / f"{n}-{m:g}.json").read_text()) for n in names for m in minutes}
+    head = ["candidate", "steps"] + [f"mIoU@{m:g}" for m in minutes] + [k for k in KEYS[1:]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for n in names:
+        last = results[(n, minutes[-1])]
+        lines.append("| " + " | ".join([f"`{n}`", str(steps_of(work / n))]
+                                       + [f"{results[(n, m)]['legend_miou']:.3f}" for m in minutes]
+                                       + [f"{last[k]:.3f}" if last.get(k) is not None else "-" for k in KEYS[1:]]) + " |")
+    base = results[(names[0], minutes[-1])]["baseline"]
+    lines.append("| constant background | - | " + " | ".join([f"{base['legend_miou']:.3f}"] * len(minutes)) + " | "
+                 + " | ".join(f"{base[k]:.3f}" if base.get(k) is not None else "-" for k in KEYS[1:]) + " |")
+    if figures is not None:
+        figures.mkdir(parents=True, exist_ok=True)
+        plot(results, names, minutes, figures / "pix2pix_recipes_miou.png")
+    return "\n".join(lines)
+
+
+def plot(results: dict, names: list[str], minutes: list[float], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=120)
+    for n in names:
+        ax.plot(minutes, [results[(n, m)]["legend_miou"] for m in minutes], marker="o", label=n)
+    ax.axhline(results[(names[0], minutes[-1])]["baseline"]["legend_miou"], color="grey", ls="--",
+               label="constant background")
+    ax.set_xlabel("CPU-minutes of training (one thread)")
+    ax.set_ylabel("legend mIoU (validation rows)")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", required=True, help="paired dataset whose 'test' split is the validation band")
+    parser.add_argument("--work", required=True, type=Path, help="runs, snapshots and evaluations (outside the repo)")
+    parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
+    parser.add_argument("--minutes", nargs="+", type=float, default=[5, 10, 20], help="budget marks (CPU-minutes)")
+    parser.add_argument("--report-only", action="store_true", help="only the table (and --figures) from the evaluations")
+    parser.add_argument("--figures", type=Path, default=None, help="write the plot here")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    if not args.report_only:
+        train(args.candidates, args.data, args.work, args.minutes)
+        evaluate(args.candidates, args.data, args.work, args.minutes)
+    print(report(args.candidates, args.work, args.minutes, args.figures))
+
+
+if __name__ == "__main__":
+    main()
