@@ -39,7 +39,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 from rsgan_hub import DCGANGenerator, ModelLoadError, Pix2PixGenerator, generate_images, make_grid
 from rsgan_hub.geo import is_tiff, open_scene
-from rsgan_hub.pipelines import MIN_TRUNCATION, check_translator, latent_walk, translate_file, translate_image
+from rsgan_hub.io import first_line
+from rsgan_hub.pipelines import (MIN_TRUNCATION, check_translator, latent_walk, prepare, translate_file,
+                                 translate_image)
 
 HERE = Path(__file__).resolve().parent
 MAX_IMAGES = 64  # per /generate call
@@ -69,6 +71,13 @@ class Models:
     sat2map: Pix2PixGenerator
     map2sat: Pix2PixGenerator
     sources: dict[str, str | None] = field(default_factory=dict)  # slot -> folder or repo id; None: untrained
+    # the translators' inference copies (bf16 where this CPU has it natively), prepared once at start
+    fast: dict[str, torch.nn.Module] = field(default_factory=dict)
+
+    def translator(self, direction: str) -> torch.nn.Module:
+        if direction not in self.fast:
+            self.fast[direction] = prepare(getattr(self, direction))
+        return self.fast[direction]
 
     @property
     def untrained(self) -> list[str]:
@@ -109,7 +118,10 @@ def load_models(dcgan: str | None = None, sat2map: str | None = None, map2sat: s
         loaded[slot] = (DCGANGenerator if slot == "dcgan" else Pix2PixGenerator).from_pretrained(source)
         if slot != "dcgan":
             check_translator(loaded[slot], slot)  # a sat2map model in the map2sat slot fails here
-    return Models(**loaded, sources=sources)
+    models = Models(**loaded, sources=sources)
+    for direction in DIRECTIONS:
+        models.translator(direction)
+    return models
 
 
 def model_card(models: Models, slot: str) -> str:
@@ -143,7 +155,7 @@ def user_errors(fn):
         except gr.Error:
             raise
         except (ValueError, OSError, ModelLoadError, Image.DecompressionBombError) as err:
-            message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            message = first_line(err)
             raise gr.Error(message, print_exception=False) from err
 
     return wrapper
@@ -325,7 +337,7 @@ def translate(models: Models, image: str, direction: str = "sat2map", progress=g
     suffix = ".tif" if is_tiff(path) else ".png"
     out = output_dir() / f"{path.stem}_{'map' if direction == 'sat2map' else 'satellite'}{suffix}"
     # translate_file checks the pixel count from the header before decoding anything.
-    translate_file(getattr(models, direction), path, out, direction, max_pixels=MAX_PIXELS,
+    translate_file(models.translator(direction), path, out, direction, max_pixels=MAX_PIXELS,
                    progress=lambda done, total: progress((done, total), desc="translating", unit="tiles"))
     return str(out)
 
@@ -366,7 +378,7 @@ def scene_to_map(models: Models, class_name: str, seed: int = 0, truncation: flo
     """
     seed = check_int(seed, "seed", 0, MAX_SEED)
     scene = generate_images(models.dcgan, 1, seed, class_name or None, check_truncation(truncation))[0]
-    return scene, translate_image(models.sat2map, scene)
+    return scene, translate_image(models.translator("sat2map"), scene)
 
 
 @user_errors
@@ -554,7 +566,7 @@ if __name__ == "__main__":
     try:
         models = load_models(args.dcgan, args.sat2map, args.map2sat)
     except (ModelLoadError, ValueError, OSError) as err:  # one line, as the rsgan CLI does
-        raise SystemExit(f"app.py: error: {str(err).strip().splitlines()[0]}") from None
+        raise SystemExit(f"app.py: error: {first_line(err)}") from None
     demo = build_demo(models)
     demo.queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size)
     # No allowed_paths: Gradio serves only its own upload / cache folders and the page's assets.

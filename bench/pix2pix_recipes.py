@@ -2,8 +2,8 @@
 the same CPU-minutes (one thread each, this process's CPU time, data decoding included: fair when runs
 share the cores), saving its generator at every budget mark; each snapshot is scored with `rsgan
 evaluate` on a validation band of tile rows carved from the train split (never the test rows), and a
-table (markdown), a legend-mIoU-vs-budget plot and one translated validation tile per candidate are
-written.
+table (markdown), a legend-mIoU-vs-budget plot and each candidate's map of the drawn example scene
+(`examples/drawn_scene.png`: the Mumbai imagery has no licence to show) are written.
 
     rsgan dataset pairs <mumbai_train with tile rows 30-37 left out> --test-rows 26:30 --out /tmp/p2p/study
     python bench/pix2pix_recipes.py --data /tmp/p2p/study --work /tmp/p2p/runs          # ~45 min on 2 cores
@@ -88,6 +88,7 @@ def report(names: list[str], work: Path, minutes: list[float], figures: Path | N
     if figures is not None:
         figures.mkdir(parents=True, exist_ok=True)
         plot(results, names, minutes, figures / "pix2pix_recipes_miou.png")
+        sample_strip(names, work, figures / "pix2pix_recipes_samples.png")
     return "\n".join(lines)
 
 
@@ -108,6 +109,24 @@ def plot(results: dict, names: list[str], minutes: list[float], path: Path) -> N
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
+
+
+def sample_strip(names: list[str], work: Path, path: Path) -> None:
+    """The drawn example scene, then each candidate's map of it (fp32), side by side, labelled."""
+    from PIL import Image, ImageDraw
+
+    from rsgan_hub import Pix2PixGenerator, translate_image
+
+    scene = Image.open(ROOT / "examples" / "drawn_scene.png").convert("RGB")
+    tiles = [("drawn scene", scene)] + [(n, translate_image(Pix2PixGenerator.from_pretrained(work / n), scene,
+                                                            precision="fp32")) for n in names]
+    side, label = 256, 18
+    strip = Image.new("RGB", (len(tiles) * (side + 4), side + label), "white")
+    draw = ImageDraw.Draw(strip)
+    for i, (name, image) in enumerate(tiles):
+        strip.paste(image.resize((side, side), Image.Resampling.LANCZOS), (i * (side + 4), label))
+        draw.text((i * (side + 4) + 4, 3), name, fill="black")
+    strip.save(path)
 
 
 def main() -> None:

@@ -5,8 +5,8 @@ convolution layers, the default (for-loop) Adam, one D call per image pair. Ours
 `train/dcgan.py` and `train/pix2pix.py` do with their defaults (`--mixed_precision auto`): on a CPU
 with native bf16 (AVX512-BF16/AMX) bf16 autocast and channels_last activations, elsewhere fp32 and
 NCHW (`rsgan_hub.hardware`: emulated bf16 is many times slower); the fused Adam kernel; for pix2pix
-also the U-Net's `GemmConv2d` / `GemmConvTranspose2d` layers (its small inner layers as one matrix
-product, `rsgan_hub/models/layers.py`), weights left contiguous
+also `fast.training_layers` (the U-Net's small inner layers as one matrix product,
+`rsgan_hub/models/fast.py`), weights left contiguous
 (fused Adam would copy channels_last weights on every step: 54 M of them at batch 1) and the real
 and fake pairs through D in one call. Both steps freeze D for the G step (as the reference pix2pix
 and our scripts do; pytorch/examples' DCGAN also computes D's gradients there, which would only slow
@@ -35,7 +35,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from rsgan_hub.hardware import bf16_supported, matmul_gflops
 from rsgan_hub.losses import bce_discriminator_loss, bce_generator_loss, l1_loss
 from rsgan_hub.models import DCGANDiscriminator, DCGANGenerator, PatchDiscriminator, Pix2PixGenerator
-from rsgan_hub.models.layers import reference_layers
+from rsgan_hub.models.fast import training_layers
 
 
 class Trainer:
@@ -46,11 +46,11 @@ class Trainer:
         self.kind, self.fast = kind, fast
         self.bf16 = fast and bf16_supported()  # as the scripts' --mixed_precision auto
         if kind == "dcgan":
-            self.generator, self.discriminator = DCGANGenerator(), DCGANDiscriminator()
+            self.generator, self.discriminator = DCGANGenerator.seed(), DCGANDiscriminator.seed()
         else:
             self.generator, self.discriminator = Pix2PixGenerator(), PatchDiscriminator()
-        if not fast:
-            reference_layers(self.generator)  # plain nn.Conv2d / nn.ConvTranspose2d, same weights
+        if fast:
+            training_layers(self.generator)  # the scripts' faster layers, same weights
         self.memory_format = torch.channels_last if self.bf16 else torch.contiguous_format
         for model in (self.generator, self.discriminator):
             model.train()

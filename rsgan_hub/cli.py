@@ -19,6 +19,7 @@ import sys
 import threading
 
 from .models.hub import ModelLoadError
+from .io import first_line
 
 # Sub-command modules, each with `add_parser(subparsers)` and `run(args) -> int | None`.
 COMMANDS = ["generate", "translate", "synthesize", "dataset", "evaluate", "publish"]
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             return 128 + signum
         if not isinstance(err, EXPECTED) or os.environ.get("RSGAN_DEBUG"):
             raise
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        message = first_line(err)
         print(f"rsgan: error: {message}", file=sys.stderr)
         return 1
     finally:

@@ -10,8 +10,9 @@ Pixel values reach the networks as 8-bit RGB (the pix2pix paper's maps and photo
   linearly so that its 2nd percentile maps to 0 and its 98th to 255, clipping outside (the usual
   "2-98 % cumulative cut" of GIS viewers); percentiles come from a decimated read of the whole band
   (at most 1024 px on the long side), ignoring nodata, so every strip uses the same stretch.
-* Pillow images: EXIF orientation is applied; grey, palette, RGBA (alpha dropped), CMYK and YCbCr
-  become RGB; 16/32-bit grey images follow the scaling rule above.
+* Pillow images (`to_rgb8`, the rule dataset conversion applies too): EXIF orientation is applied;
+  grey, palette, CMYK and YCbCr become RGB; alpha must be fully opaque (a transparent pixel has no
+  colour to translate); 16/32-bit grey images follow the scaling rule above.
 
 Decompression bombs: the pixel count is read from the header and checked against `max_pixels`
 (default 120 megapixels) before anything is decoded. Complex-valued rasters (SAR) are refused: which
@@ -34,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from .io import atomic_path
+from .io import atomic_path, first_line
 
 DEFAULT_MAX_PIXELS = 120_000_000
 MIN_SIDE = 8  # smaller images carry too little context to translate
@@ -99,15 +100,52 @@ def stretch(bands: np.ndarray, limits: Sequence[tuple[float, float]]) -> np.ndar
     return out
 
 
+class UnusableImage(ValueError):
+    """An image with no well-defined 8-bit RGB form; `reason` is the short form ("transparent pixels")."""
+
+    def __init__(self, reason: str):
+        super().__init__(f"{reason}: only opaque grey, palette or RGB images (1 or 3 bands) can be used")
+        self.reason = reason
+
+
+def array_to_rgb8(array: np.ndarray) -> np.ndarray:
+    """(H, W) or (H, W, C) array of any integer or float depth -> (H, W, 3) uint8, by the project's one rule.
+
+    One band is grey, three are RGB, a fourth (or a grey-alpha second) is alpha and must be fully
+    opaque: there is no well-defined colour under a transparent pixel (`UnusableImage`, as for other
+    band counts). Data that is not 8-bit (16-bit, 32-bit, float) follows the scaling rule.
+    """
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.dtype == bool:
+        array = array.astype(np.uint8) * 255
+    channels = array.shape[2]
+    if channels in (2, 4):
+        alpha = array[:, :, -1]
+        opaque = 1.0 if array.dtype.kind == "f" else np.iinfo(array.dtype).max
+        if alpha.min() < opaque:
+            raise UnusableImage("transparent pixels")
+        array = array[:, :, :-1]
+        channels -= 1
+    if channels not in (1, 3):
+        raise UnusableImage(f"{channels} bands")
+    if array.dtype != np.uint8:
+        bands = np.moveaxis(array, 2, 0)  # (C, H, W)
+        array = np.moveaxis(stretch(bands, stretch_limits(bands)), 0, 2)
+    return np.repeat(array, 3, axis=2) if channels == 1 else np.ascontiguousarray(array)
+
+
 def to_rgb8(image: Image.Image) -> np.ndarray:
-    """Any Pillow image -> (H, W, 3) uint8 RGB array by the rules in the module docstring."""
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-        grey = np.asarray(image.convert("F") if image.mode.startswith("I;16") else image)[None]
-        grey = stretch(grey, stretch_limits(grey))[0]
-        return np.repeat(grey[:, :, None], 3, axis=2)
-    if image.mode in ("P", "PA") and "transparency" in image.info:
+    """Any Pillow image -> (H, W, 3) uint8 RGB array (`array_to_rgb8`'s rule): palette images are
+    expanded through their colour map (keeping any transparency), CMYK / YCbCr / LAB / HSV / 1-bit
+    converted, 16-bit read as is and stretched. `UnusableImage` for transparent pixels."""
+    if image.mode == "RGB":
+        return np.asarray(image)
+    if image.mode in ("P", "PA"):
         image = image.convert("RGBA")
-    return np.asarray(image.convert("RGB"))
+    elif image.mode in ("1", "CMYK", "YCbCr", "LAB", "HSV"):
+        image = image.convert("RGB")
+    return array_to_rgb8(np.asarray(image))
 
 
 def is_tiff(path: Path) -> bool:
@@ -162,7 +200,7 @@ def _open_raster(path: Path, bands: Sequence[int] | None, max_pixels: int | None
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             src = rasterio.open(path)  # reads the header only
     except RasterioIOError as err:
-        raise ValueError(f"{path}: not a raster GDAL can read ({str(err).splitlines()[0]})") from err
+        raise ValueError(f"{path}: not a raster GDAL can read ({first_line(err)})") from err
     with src:
         check_size(src.height, src.width, max_pixels, what=str(path))
         bands = list(bands) if bands is not None else ([1, 2, 3] if src.count >= 3 else [1])

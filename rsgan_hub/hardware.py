@@ -1,13 +1,10 @@
 """Which number format this machine computes fast, for inference (`pipelines.resolve_precision`) and
 training (`training_precision`, the scripts' `--mixed_precision auto`).
 
-bf16 only pays where the hardware has bf16 matrix instructions. On a CPU with AVX512-BF16 or AMX,
-oneDNN's bf16 convolutions ran about 2-4x faster than fp32 (this project's earlier 2-core machine).
-On a CPU without them every bf16 operation is emulated: on a 2-core AMD EPYC (Zen 3, AVX2 only) a
-stride-2 4x4 convolution took 459 ms in bf16 channels-last and 7 s in bf16 NCHW against 81 ms in fp32
-(one thread), a 2048^2 matrix product ran at 0.3 GFLOP/s against 100-160, and a pix2pix training step
-took 40.5 s under bf16 autocast against 1.1 s in fp32. So "auto" means bf16 only where the CPU
-flags (or the GPU) say it is native, fp32 everywhere else.
+bf16 only pays where the hardware has bf16 matrix instructions (AVX512-BF16 or AMX on a CPU): there
+oneDNN's bf16 convolutions run several times faster than fp32. On a CPU without them every bf16
+operation is emulated and many times slower than fp32 (bench/README.md has the measurements). So
+"auto" means bf16 only where the CPU flags (or the GPU) say it is native, fp32 everywhere else.
 """
 
 from __future__ import annotations
@@ -68,9 +65,14 @@ def training_precision(requested: str = "auto") -> str:
         else:
             requested = "bf16" if bf16_supported() else "no"
     if requested == "bf16" and not torch.cuda.is_available() and not bf16_supported():
-        warnings.warn("bf16 on a CPU without native bf16 (AVX512-BF16 / AMX) is emulated and many times "
-                      "slower than fp32: use --mixed_precision no (or auto)", stacklevel=2)
+        warn_emulated_bf16("use --mixed_precision no (or auto)")
     return requested
+
+
+def warn_emulated_bf16(advice: str, stacklevel: int = 3) -> None:
+    """The warning for an explicit bf16 request on a CPU that would emulate it; `advice`: what to use."""
+    warnings.warn(f"bf16 on a CPU without native bf16 (AVX512-BF16 / AMX) is emulated and many times slower than "
+                  f"fp32: {advice}", stacklevel=stacklevel)
 
 
 def channels_last_default(requested: bool | None, mixed_precision: str, device: torch.device) -> bool:

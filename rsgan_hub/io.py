@@ -38,6 +38,14 @@ def tensor_to_pil(tensor: torch.Tensor) -> Image.Image:
     return Image.fromarray(array.permute(1, 2, 0).numpy(), mode="RGB")
 
 
+def first_line(err: BaseException, with_type: bool = False) -> str:
+    """The error's message cut to its first line - what a one-line CLI or app error shows; the
+    exception's type name when it has no message. with_type: "TypeName: first line"."""
+    text = str(err).strip()
+    line = text.splitlines()[0] if text else type(err).__name__
+    return f"{type(err).__name__}: {line}" if with_type and text else line
+
+
 def make_grid(images: Sequence[Image.Image], columns: int | None = None, padding: int = 2) -> Image.Image:
     """Tile same-sized PIL images into one image, `columns` wide (default: near-square)."""
     if not images:

@@ -18,9 +18,6 @@ Translation defaults to "auto", generation to "fp32" (bit-reproducible).
 
 from __future__ import annotations
 
-import copy
-import warnings
-import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -29,10 +26,10 @@ import torch
 from PIL import Image
 
 from .geo import DEFAULT_MAX_PIXELS, check_size, open_scene, output_format, to_rgb8, write_scene
-from .hardware import bf16_supported
+from .hardware import bf16_supported, warn_emulated_bf16
 from .io import tensor_to_pil
 from .models import DCGANGenerator, Pix2PixGenerator
-from .models.layers import PhaseConvTranspose2d, ResizeConv2d
+from .models.fast import inference_copy, tile_chunk
 from .tiling import check_tiling, translate_rows
 
 PRECISIONS = ("auto", "bf16", "fp32")
@@ -106,8 +103,7 @@ def resolve_precision(precision: str) -> str:
     if precision == "auto":
         return "bf16" if bf16_supported() else "fp32"
     if precision == "bf16" and not bf16_supported():
-        warnings.warn("bf16 on a CPU without native bf16 (AVX512-BF16 / AMX) is emulated and many times slower "
-                      "than fp32: use precision 'auto' or 'fp32'", stacklevel=3)
+        warn_emulated_bf16("use precision 'auto' or 'fp32'", stacklevel=4)
     return precision
 
 
@@ -151,11 +147,11 @@ def generate_images(
 def render(generator: DCGANGenerator, z: torch.Tensor, class_index: int | None = None,
            precision: str = "fp32") -> list[Image.Image]:
     """PIL images for latents z (B, latent_dim), all of class `class_index` (None: unconditional);
-    "fp32" runs the model itself, "auto" / "bf16" its `inference_copy`."""
+    "fp32" runs the model itself, "auto" / "bf16" its inference copy (`prepare`)."""
     labels = None if class_index is None else torch.full((len(z),), class_index, dtype=torch.long)
-    if precision == "fp32":
+    if precision == "fp32" and getattr(generator, "inference_precision", None) is None:
         return [tensor_to_pil(x) for x in generator(z, labels)]
-    fast = inference_copy(generator, precision)
+    fast = prepare(generator, precision)
     dtype = next(fast.parameters()).dtype
     return [tensor_to_pil(x) for x in fast(z.to(dtype), labels).float()]
 
@@ -203,82 +199,25 @@ def check_translator(generator: torch.nn.Module, direction: str | None = None) -
             raise ValueError(f"the model translates {generator.direction}, not {direction}")
 
 
-class FastInstanceNorm(torch.nn.Module):
-    """nn.InstanceNorm2d(affine=True, track_running_stats=False) for inference on channels-last bf16.
-
-    Two kernels compute it; which is fast depends on the shape (measured on this project's 2-core
-    AVX512-BF16 CPU, 8 tiles of the U-Net): a group norm with one channel per group works on
-    channels-last bf16 directly in one pass (0.3 ms at 256 channels x 32^2, where instance norm takes
-    1.3 ms), but when the image has fewer pixels than channels it is over 10x slower than instance norm
-    (15 ms against 1 ms at 512 x 16^2). So: group norm while H * W > C, instance norm otherwise.
-    Statistics and the affine transform are in fp32 either way."""
-
-    def __init__(self, norm: torch.nn.InstanceNorm2d):
-        super().__init__()
-        self.eps = norm.eps
-        self.register_buffer("weight", norm.weight.detach().float().clone())
-        self.register_buffer("bias", norm.bias.detach().float().clone())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-2] * x.shape[-1] > x.shape[1]:
-            return torch.nn.functional.group_norm(x, x.shape[1], self.weight, self.bias, self.eps)
-        out = torch.nn.functional.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
-        return out.contiguous(memory_format=torch.channels_last)
-
-
-_FAST_COPIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def inference_copy(generator: torch.nn.Module, precision: str = "auto") -> torch.nn.Module:
-    """A copy of a generator prepared for CPU inference: eval mode, channels-last, convolution, linear
-    and embedding weights in bf16 (or fp32; batch norm keeps fp32 statistics), `FastInstanceNorm`,
-    `ResizeConv2d` with its folded weight precomputed, `PhaseConvTranspose2d` for a final transposed
-    convolution to a few channels, in-place activations. Cached per generator and
-    precision and rebuilt when its weights change; the generator itself is left untouched."""
-    dtype = torch.bfloat16 if resolve_precision(precision) == "bf16" else torch.float32
-    stamp = (dtype, tuple((p.data_ptr(), p._version) for p in generator.parameters()))
-    cached = _FAST_COPIES.get(generator, {}).get(dtype)
-    if cached is not None and cached[0] == stamp:
-        return cached[1]
-    fast = copy.deepcopy(generator).eval()
-    for module in list(fast.modules()):  # exact re-formulations that oneDNN runs faster (models/layers.py)
-        for name, child in module.named_children():
-            if isinstance(child, ResizeConv2d):  # resize + conv: the folded weight, computed once
-                setattr(module, name, child.frozen())
-            elif PhaseConvTranspose2d.fits(child) and child.out_channels <= 16:
-                setattr(module, name, PhaseConvTranspose2d(child))  # the U-Net's last layer, 2.6x faster
-    for module in list(fast.modules()):
-        for name, child in module.named_children():
-            if isinstance(child, torch.nn.InstanceNorm2d) and child.affine and not child.track_running_stats:
-                setattr(module, name, FastInstanceNorm(child))
-            elif isinstance(child, (torch.nn.ReLU, torch.nn.LeakyReLU)):
-                child.inplace = True  # the input is a fresh convolution or norm output
-            elif isinstance(child, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear, torch.nn.Embedding)):
-                child.to(dtype)
-    fast = fast.to(memory_format=torch.channels_last)
-    _FAST_COPIES.setdefault(generator, {})[dtype] = (stamp, fast)
-    return fast
-
-
-# glibc serves allocations of 32 MiB and more with a fresh mmap, and the first touch of every page of
-# it costs a page fault: on this project's CPU an elementwise op on a 32 MiB tensor took 10x longer
-# than on a 28 MiB one. Tile batches are cut into chunks whose largest activation stays below this.
-CHUNK_BYTES = 28 * 2**20
-
-
-def tile_chunk(generator: Pix2PixGenerator, side: int, dtype: torch.dtype) -> int:
-    """Tiles per forward pass so that the U-Net's largest activation - the last decoder block's
-    concatenation, 2 * base channels at side / 2 - stays under CHUNK_BYTES."""
-    base = generator.down[0][0].out_channels
-    per_tile = 2 * base * (side // 2) ** 2 * torch.finfo(dtype).bits // 8
-    return max(1, CHUNK_BYTES // per_tile)
+def prepare(generator: torch.nn.Module, precision: str = "auto") -> torch.nn.Module:
+    """The generator ready for fast inference at `precision` ("auto" resolved for this CPU): its
+    `fast.inference_copy`, or `generator` itself when it already is a copy of that precision. Prepare
+    once and pass the copy to `translate_image` / `translate_file` / `generate_images` to skip the
+    copy on every call (the app does)."""
+    resolved = resolve_precision(precision)
+    prepared = getattr(generator, "inference_precision", None)
+    if prepared == resolved:
+        return generator
+    if prepared is not None:
+        raise ValueError(f"this is a {prepared} inference copy; prepare the model itself for {resolved}")
+    return inference_copy(generator, resolved)
 
 
 def tile_function(generator: Pix2PixGenerator, precision: str = "auto") -> Callable[[torch.Tensor], torch.Tensor]:
     """(B, 3, H, W) float32 tiles -> (B, 3, H, W) float32 predictions at the requested precision,
     run in the fewest even chunks of at most `tile_chunk` tiles. A legend generator's predictions
     are its class probabilities, (B, classes, H, W), so that tiles blend probabilities."""
-    fast = inference_copy(generator, precision)
+    fast = prepare(generator, precision)
     dtype = next(fast.to_image.parameters()).dtype
 
     def predict(part: torch.Tensor) -> torch.Tensor:
@@ -302,10 +241,42 @@ def _translated_rows(generator: Pix2PixGenerator, rows, classes: bool):
     if not generator.predicts_classes:
         yield from rows
         return
+    ids = ((y0, strip.argmax(axis=-1).astype(np.uint8)) for y0, strip in rows)  # (n, width) class ids
+    if classes:
+        yield from ids
+        return
     palette = palette_colours(generator)
-    for y0, strip in rows:
-        ids = strip.argmax(axis=-1).astype(np.uint8)  # (n, width)
-        yield y0, (ids if classes else palette[ids])
+    outlines = {generator.class_names.index(name): np.asarray(colour, np.uint8)
+                for name, colour in generator.outlines.items()}
+    for y0, strip, above, below in _with_neighbour_rows(ids):
+        drawn = palette[strip]
+        for c, colour in outlines.items():
+            drawn[_border(strip, above, below, c)] = colour
+        yield y0, drawn
+
+
+def _with_neighbour_rows(strips):
+    """(y0, ids) strips -> (y0, ids, the row above, the row below): each strip with its neighbours'
+    adjacent rows (its own edge row at the image's top and bottom), one strip later."""
+    previous, above = None, None
+    for y0, strip in strips:
+        if previous is not None:
+            yield previous[0], previous[1], above, strip[0]
+            above = previous[1][-1]
+        else:
+            above = strip[0]
+        previous = (y0, strip)
+    if previous is not None:
+        yield previous[0], previous[1], above, previous[1][-1]
+
+
+def _border(ids: np.ndarray, above: np.ndarray, below: np.ndarray, c: int) -> np.ndarray:
+    """(n, width) bool: the pixels of class c with a 4-neighbour of another class (the image edge
+    does not count: the region may go on beyond it)."""
+    padded = np.vstack([above[None], ids, below[None]])
+    padded = np.pad(padded, ((0, 0), (1, 1)), mode="edge") == c  # (n + 2, width + 2)
+    inner = padded[1:-1, 1:-1]
+    return inner & ~(padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:])
 
 
 def check_classes(generator: Pix2PixGenerator, classes: bool) -> None:
@@ -317,7 +288,7 @@ def check_classes(generator: Pix2PixGenerator, classes: bool) -> None:
 
 def palette_colours(generator: Pix2PixGenerator) -> np.ndarray:
     """(classes, 3) uint8 palette of a legend generator."""
-    return np.asarray(generator._hub_mixin_config["palette"], dtype=np.uint8)
+    return np.asarray(generator.init_config["palette"], dtype=np.uint8)
 
 
 def translate_image(

@@ -11,7 +11,8 @@ to one and the blend is smooth. Pixels covered by a single tile are that tile's 
 
 Memory is bounded by one row of tiles: the scene is read, translated and emitted one strip at a
 time (`translate_rows`), so beside the model a scene needs one input strip and a float32 accumulator
-of `tile x width x 3` (23 MB for a 7424-pixel-wide scene), whatever its height.
+of `tile x width x channels` (23 MB for a 7424-pixel-wide scene in RGB; a legend model blends its
+class probabilities, 6 channels), whatever its height.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ from typing import Any
 import torch
 
 from .hardware import MIXED_PRECISIONS
-from .io import atomic_path, check_output, make_grid, tensor_to_pil
+from .io import atomic_path, check_output, first_line, make_grid, tensor_to_pil
 
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 DISCRIMINATOR_FOLDER = "discriminator"  # a release's discriminator: <release>/discriminator/
@@ -238,7 +238,7 @@ def adopt_release_flags(config: Any, release: dict[str, Any], init_from: str) ->
 
 def plain_copy(model: torch.nn.Module, **overrides: Any) -> torch.nn.Module:
     """A fresh, contiguous fp32 copy of a hub model (its config with `overrides`) with its weights."""
-    copy = type(model)(**{**model._hub_mixin_config, **overrides})
+    copy = type(model)(**{**model.init_config, **overrides})
     copy.load_state_dict(model.state_dict())
     return copy.to(next(model.parameters()).device)
 
@@ -521,7 +521,7 @@ class TrainingRun:
             try:
                 accelerator.load_state(str(checkpoint))
             except Exception as err:  # damaged in a way the recorded sizes do not show
-                reason = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+                reason = first_line(err, with_type=True)
                 raise SystemExit(f"error: cannot resume from {checkpoint} ({reason}); "
                                  f"{previous_checkpoint_hint(checkpoint)}") from err
         self.clock = TrainingClock(load_training_state(checkpoint).get("train_seconds", 0.0))  # for the card
@@ -547,10 +547,13 @@ class TrainingRun:
                     return
                 yield batch
 
-    def end_step(self, logs: dict[str, Any]) -> None:
-        """After an optimizer step: count it; every --logging_steps (and at the end) log `logs`
-        (scalar tensors averaged over the processes, floats as they are); every
-        --checkpointing_steps save a checkpoint. Call on every process."""
+    def end_step(self, logs: dict[str, Any], sample: Callable[[Path], None],
+                 release: Callable[[], torch.nn.Module]) -> bool:
+        """After an optimizer step, on every process: count it; every --logging_steps (and at the end)
+        log `logs` (scalar tensors averaged over the processes, floats as they are); every
+        --checkpointing_steps save a checkpoint; every --sample_every call `sample(path)` of a grid
+        under samples/ (main process); save `release()` at each --snapshot_minutes mark. Returns True
+        when the --max_train_minutes budget has run out (training stops at this step)."""
         self.step += 1
         self.progress.update(1)
         if self.due(self.config.logging_steps) or self.step == self.max_train_steps:
@@ -564,6 +567,10 @@ class TrainingRun:
         if self.due(self.config.checkpointing_steps):
             save_checkpoint(self.accelerator, self.output_dir, self.step, self.config.checkpoints_total_limit,
                             extra={"train_seconds": self.clock.total()})
+        if self.accelerator.is_main_process and self.due(self.config.sample_every):
+            sample(self.output_dir / "samples" / f"step_{self.step:07d}.png")
+        self.save_snapshots(release)
+        return self.out_of_time()
 
     def due(self, every: int) -> bool:
         return self.step % every == 0

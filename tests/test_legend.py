@@ -32,6 +32,12 @@ def tiny_legend(**kwargs) -> Pix2PixGenerator:
                             direction="sat2map", **kwargs)
 
 
+def borders(ids: np.ndarray, c: int) -> np.ndarray:
+    """Pixels of class c with a 4-neighbour of another class, computed on the whole image at once."""
+    inside = np.pad(ids, 1, mode="edge") == c
+    return inside[1:-1, 1:-1] & ~(inside[:-2, 1:-1] & inside[2:, 1:-1] & inside[1:-1, :-2] & inside[1:-1, 2:])
+
+
 def synthetic_pair(size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(satellite, map) uint8 (size, size, 3): a road, a building and water in the legend's colours on
     the map, in darker colours of their own on the satellite image (with noise)."""
@@ -55,13 +61,18 @@ def test_legend_generator_renders_its_palette_and_round_trips(tmp_path):
     x = torch.rand(2, 3, 40, 48) * 2 - 1
     logits = g.class_logits(x)
     assert logits.shape == (2, len(LEGEND_PALETTE), 40, 48)
-    rgb = g(x)
+    rgb = g(x)  # eval mode: each pixel's most likely class in its palette colour
     assert rgb.shape == (2, 3, 40, 48) and torch.equal(g(x, output="logits"), logits)
-    # RGB = probabilities x palette: a one-hot class draws exactly its colour
     palette = torch.tensor(LEGEND_PALETTE, dtype=torch.float32) / 127.5 - 1
-    assert torch.allclose(rgb, torch.einsum("bkhw,kc->bchw", logits.softmax(1), palette), atol=1e-6)
-    one_hot = F.one_hot(torch.full((1, 2, 2), 3), len(LEGEND_PALETTE)).permute(0, 3, 1, 2)
-    assert torch.allclose(g.render(one_hot)[0, :, 0, 0], palette[3])
+    assert torch.allclose(rgb, palette[logits.argmax(1)].permute(0, 3, 1, 2), atol=1e-6)
+    # training mode: probabilities x palette, differentiable (what the PatchGAN sees)
+    g.train()
+    g.up.apply(lambda m: setattr(m, "p", 0.0) if isinstance(m, torch.nn.Dropout) else None)
+    soft = g(x)
+    assert torch.allclose(soft, torch.einsum("bkhw,kc->bchw", logits.softmax(1), palette), atol=1e-5)
+    soft.sum().backward()
+    assert g.to_image[0].weight.grad.abs().sum() > 0
+    g.eval()
     g.save_pretrained(tmp_path / "m")
     config = json.loads((tmp_path / "m" / "config.json").read_text())
     assert config["palette"] == LEGEND_PALETTE and config["class_names"] == PREDICTED_CLASSES
@@ -94,6 +105,27 @@ def test_translate_image_gives_crisp_maps_and_class_ids():
     assert np.mean(got == expected.numpy()) > 0.999  # ties aside (probabilities quantised to 8 bits)
     with pytest.raises(ValueError, match="not legend classes"):
         translate_image(Pix2PixGenerator(base_channels=4, num_downs=5), small, classes=True)
+
+
+def test_outlines_are_drawn_around_regions_without_seams():
+    """With outlines, each building region gets a one-pixel border in the outline colour - the same
+    pixels as a border computed on the whole image at once, so strip and tile edges add none."""
+    torch.manual_seed(0)
+    outline = [200, 10, 10]
+    g = tiny_legend(outlines={"building": outline}).eval()
+    with torch.no_grad():  # a model that draws plenty of buildings: raise the building logit's bias
+        g.to_image[0].bias[PREDICTED_CLASSES.index("building")] += 0.05
+    satellite, _ = synthetic_pair(200, seed=3)
+    ids = translate_image(g, satellite, tile=64, overlap=16, precision="fp32", classes=True)
+    drawn = translate_image(g, satellite, tile=64, overlap=16, precision="fp32")
+    building = PREDICTED_CLASSES.index("building")
+    expected = np.asarray(LEGEND_PALETTE, np.uint8)[ids]
+    edge = borders(ids, building)
+    assert 0 < edge.sum() < (ids == building).sum()  # some building regions, with insides
+    expected[edge] = outline
+    assert np.array_equal(drawn, expected)
+    with pytest.raises(ValueError, match="outlines name classes"):
+        tiny_legend(outlines={"castle": outline})
 
 
 def test_rsgan_translate_classes_writes_a_palette_geotiff(tmp_path, capsys):
@@ -167,7 +199,7 @@ def legend_pairs(folder: Path, count: int = 8) -> None:
 
 def test_train_pix2pix_legend_release_and_init_from(tmp_path):
     legend_pairs(tmp_path / "pairs")
-    env = {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    env = {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
     tiny = ["--load_size", "36", "--crop_size", "32", "--base_channels", "4", "--num_downs", "5",
             "--discriminator_channels", "4", "--num_samples", "2", "--report_to", "none",
             "--dataloader_num_workers", "0", "--sample_every", "2", "--checkpointing_steps", "100"]

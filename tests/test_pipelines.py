@@ -7,7 +7,8 @@ from PIL import Image
 
 from conftest import tiny_dcgan, tiny_pix2pix
 from rsgan_hub import Pix2PixGenerator, generate_images, latent_walk, pipelines, translate_image
-from rsgan_hub.pipelines import inference_copy, latents, slerp, tile_function
+from rsgan_hub.models import fast as fast_layers
+from rsgan_hub.pipelines import latents, prepare, slerp, tile_function
 from rsgan_hub.tiling import axis_weights, count_tiles, tile_starts, translate_rows
 
 
@@ -86,7 +87,7 @@ def test_generate_auto_without_native_bf16_is_the_fp32_copy(seeded, monkeypatch)
     fp32 = np.stack([np.asarray(a, int) for a in generate_images(g, 4, seed=5, precision="fp32")])
     auto = np.stack([np.asarray(a, int) for a in generate_images(g, 4, seed=5, precision="auto")])
     assert np.abs(fp32 - auto).max() <= 1
-    assert next(pipelines.inference_copy(g, "auto").parameters()).dtype == torch.float32
+    assert next(prepare(g, "auto").parameters()).dtype == torch.float32
 
 
 # ---- tiling geometry ---------------------------------------------------------------------------
@@ -234,37 +235,33 @@ def test_fast_path_matches_fp32(config, seeded):
     assert np.abs(a - b).mean() <= 1 and np.abs(a - b).max() <= 8
 
 
-def test_inference_copy_is_cached_and_refreshed(pix2pix):
-    fast = inference_copy(pix2pix, "bf16")
-    assert inference_copy(pix2pix, "bf16") is fast and fast is not pix2pix
-    assert next(pix2pix.parameters()).dtype == torch.float32  # the model itself is untouched
-    with torch.no_grad():
-        pix2pix.to_image[0].bias.add_(0.1)  # new weights: a new copy
-    try:
-        assert inference_copy(pix2pix, "bf16") is not fast
-    finally:
-        with torch.no_grad():
-            pix2pix.to_image[0].bias.sub_(0.1)
+def test_prepare_makes_an_explicit_copy_once(pix2pix):
+    """prepare() copies the model for inference (the model itself untouched), and a prepared copy
+    passed back in is used as it is: the app prepares once, every call reuses it."""
+    fast = prepare(pix2pix, "bf16")
+    assert fast is not pix2pix and fast.inference_precision == "bf16"
+    assert next(pix2pix.parameters()).dtype == torch.float32 and not hasattr(pix2pix, "inference_precision")
+    assert prepare(fast, "bf16") is fast
+    with pytest.raises(ValueError, match="bf16 inference copy; prepare the model itself for fp32"):
+        prepare(fast, "fp32")
+    image = smooth_image(64, 64)
+    assert np.array_equal(translate_image(fast, image, tile=64, overlap=0, precision="bf16"),
+                          translate_image(pix2pix, image, tile=64, overlap=0, precision="bf16"))
 
 
 def test_tile_batches_are_chunked_below_the_mmap_threshold(monkeypatch, seeded):
     """tile_function cuts a batch so that the largest activation stays under CHUNK_BYTES; the result
     is the same as one pass."""
-    import rsgan_hub.pipelines as pipelines
-
     g = Pix2PixGenerator(base_channels=4, num_downs=5).eval()
     x = torch.rand(5, 3, 64, 64) * 2 - 1
     with torch.inference_mode():
         whole = tile_function(g, "fp32")(x)
-        assert pipelines.tile_chunk(g, 64, torch.float32) >= 5
-        monkeypatch.setattr(pipelines, "CHUNK_BYTES", 2 * 4 * 32 * 32 * 4 * 2)  # two tiles per chunk
-        assert pipelines.tile_chunk(g, 64, torch.float32) == 2
+        assert fast_layers.tile_chunk(g, 64, torch.float32) >= 5
+        monkeypatch.setattr(fast_layers, "CHUNK_BYTES", 2 * 4 * 32 * 32 * 4 * 2)  # two tiles per chunk
+        assert fast_layers.tile_chunk(g, 64, torch.float32) == 2
         calls = []
-        fast = inference_copy(g, "fp32")
-        hook = fast.register_forward_hook(lambda module, args, out: calls.append(len(args[0])))
-        try:
-            chunked = tile_function(g, "fp32")(x)
-        finally:
-            hook.remove()
+        fast = prepare(g, "fp32")
+        fast.register_forward_hook(lambda module, args, out: calls.append(len(args[0])))
+        chunked = tile_function(fast, "fp32")(x)
     assert calls == [2, 2, 1]  # ceil(5 / 2) = 3 chunks, as even as possible
     assert torch.allclose(chunked, whole, atol=1e-6)

@@ -26,8 +26,9 @@ from rsgan_hub.data import SceneTransform, load_scene_dataset
 from rsgan_hub.losses import (bce_discriminator_loss, bce_generator_loss, hinge_discriminator_loss,
                               hinge_generator_loss)
 from rsgan_hub.models import DCGANDiscriminator, DCGANGenerator
-from rsgan_hub.models.dcgan import (DEFAULT_DISCRIMINATOR_LAYERS, DEFAULT_GENERATOR_CHANNELS, START_SIZE,
-                                    SUPPORTED_SIZES, with_classes)
+from rsgan_hub.models.dcgan import (DISCRIMINATOR_CHANNELS, DISCRIMINATOR_STRIDES, GENERATOR_CHANNELS, START_SIZE,
+                                    SUPPORTED_SIZES, discriminator_layers, with_classes)
+from rsgan_hub.models.fast import training_layers
 from rsgan_hub.pipelines import latents
 from rsgan_hub.training import (RunFlags, TrainingRun, adopt_release_flags, check_common_flags, flag, freeze_blocks,
                                 load_release, parse_config, plain_copy, resolve_resume, save_grid, snapshot_minutes)
@@ -48,7 +49,7 @@ class TrainConfig(RunFlags):
     latent_dim: int = flag(100, "length of the latent vector z", minimum=1)
     generator_channels: list = flag(None, "dense width, then width per 2x upsampling block (none: the preset's "
                                           "widths for --image_size)", minimum=1)
-    discriminator_channels: list = flag([32, 64, 128, 256, 256], "width per discriminator convolution (5)",
+    discriminator_channels: list = flag(DISCRIMINATOR_CHANNELS["default"], "width per discriminator convolution (5)",
                                         minimum=1)
     kernel_size: int = flag(5, "convolution kernel size of both networks (odd)", minimum=1)
     upsample: str = flag("resize", "nearest resize + conv, or stride-2 transposed conv", choices=["resize", "transposed"])
@@ -61,7 +62,7 @@ class TrainConfig(RunFlags):
     instance_noise: float = flag(0.0, "std of Gaussian noise added to the discriminator's inputs", minimum=0)
     diffaugment: str = flag("color,translation,cutout", "DiffAugment policy on D's inputs ('' = off)")
     flip: bool = flag(True, "random horizontal flip of the training images")
-    dihedral: bool = flag(False, "random 90-degree rotations and flips of the training images (the 8 symmetries)")
+    dihedral: bool = flag(True, "random 90-degree rotations and flips of the training images (the 8 symmetries)")
     # optimisation
     learning_rate_generator: float = flag(2e-4, "Adam learning rate of G", minimum=0)
     learning_rate_discriminator: float = flag(2e-4, "Adam learning rate of D", minimum=0)
@@ -77,26 +78,22 @@ class TrainConfig(RunFlags):
 PRESETS = {
     "default": {},
     # The original project: DCGAN network and BCE, label smoothing, instance noise, no augmentation/EMA.
-    "seed": dict(discriminator_channels=[64, 128, 256, 384, 1024], upsample="transposed", discriminator_norm="batch",
+    "seed": dict(discriminator_channels=DISCRIMINATOR_CHANNELS["seed"], upsample="transposed", discriminator_norm="batch",
                  spectral_norm=False, loss="bce", real_label_smoothing=0.1, instance_noise=0.1, diffaugment="",
-                 learning_rate_generator=4e-4, learning_rate_discriminator=4e-5, adam_beta1=0.5,
+                 learning_rate_generator=4e-4, learning_rate_discriminator=4e-5, adam_beta1=0.5, dihedral=False,
                  train_batch_size=64, ema_decay=0.0),
-}
-GENERATOR_CHANNELS = {  # --generator_channels when not given, per preset and image size
-    "default": {64: [256, 256, 128, 64], 128: [256, 256, 128, 64, 32], 256: [256, 256, 128, 64, 32, 16]},
-    "seed": DEFAULT_GENERATOR_CHANNELS,  # the original project's
 }
 
 
 def release_flags(generator: DCGANGenerator, discriminator: DCGANDiscriminator | None) -> dict:
     """The network flags a release fixes (the discriminator's only when it has one)."""
-    g = generator._hub_mixin_config
+    g = generator.init_config
     flags = dict(image_size=g["image_size"], latent_dim=g["latent_dim"], kernel_size=g["kernel_size"],
-                 generator_channels=list(g["channels"] or DEFAULT_GENERATOR_CHANNELS[g["image_size"]]),
+                 generator_channels=list(g["channels"] or GENERATOR_CHANNELS["default"][g["image_size"]]),
                  upsample=g["upsample"], conditional=generator.num_classes > 0)
     if discriminator is not None:
-        d = discriminator._hub_mixin_config
-        layers = d["layers"] or DEFAULT_DISCRIMINATOR_LAYERS[d["image_size"]]
+        d = discriminator.init_config
+        layers = d["layers"] or discriminator_layers(d["image_size"], DISCRIMINATOR_CHANNELS["default"])
         flags.update(discriminator_channels=[c for c, _ in layers], discriminator_norm=d["norm"],
                      spectral_norm=d["spectral_norm"])
     return flags
@@ -136,12 +133,12 @@ def main(config: TrainConfig) -> None:
     if config.kernel_size % 2 == 0:
         raise SystemExit(f"error: --kernel_size must be odd, got {config.kernel_size}")
     if config.generator_channels is None:
-        config.generator_channels = GENERATOR_CHANNELS[config.preset][config.image_size]
+        config.generator_channels = GENERATOR_CHANNELS[config.preset][config.image_size]  # models/dcgan.py
     num_blocks = int(math.log2(config.image_size // START_SIZE))
     if len(config.generator_channels) != num_blocks + 1:
         raise SystemExit(f"error: --generator_channels needs {num_blocks + 1} widths at --image_size "
                          f"{config.image_size} (the dense width, then one per 2x upsampling)")
-    strides = [s for _, s in DEFAULT_DISCRIMINATOR_LAYERS[config.image_size]]
+    strides = DISCRIMINATOR_STRIDES[config.image_size]
     if released_d is None and len(config.discriminator_channels) != len(strides):
         raise SystemExit(f"error: --discriminator_channels needs {len(strides)} widths")
     checkpoint, global_step = resolve_resume(config.output_dir, config.resume_from_checkpoint)
@@ -186,6 +183,7 @@ def main(config: TrainConfig) -> None:
             raise SystemExit("error: --sync_batchnorm needs GPUs (torch's SyncBatchNorm has no CPU kernel)")
         generator = torch.nn.SyncBatchNorm.convert_sync_batchnorm(generator)
         discriminator = torch.nn.SyncBatchNorm.convert_sync_batchnorm(discriminator)
+    training_layers(generator)  # resize + conv as sub-pixel convolutions: same weights, faster (models/fast.py)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     generator.to(memory_format=memory_format)
     discriminator.to(memory_format=memory_format)
@@ -261,13 +259,9 @@ def main(config: TrainConfig) -> None:
             continue
         if ema is not None:
             ema.step(accelerator.unwrap_model(generator).parameters())
-        run.end_step({"loss_d": loss_d, "loss_g": loss_g, "real_logit": real_logits.mean(),
-                      "fake_logit": fake_logits.mean()})  # logs and checkpoints when due
-        if accelerator.is_main_process and run.due(config.sample_every):
-            sample_grid(release_generator(), output_dir / "samples" / f"step_{run.step:07d}.png")
-        run.save_snapshots(release_generator)
-        if run.out_of_time():
-            break
+        logs = {"loss_d": loss_d, "loss_g": loss_g, "real_logit": real_logits.mean(), "fake_logit": fake_logits.mean()}
+        if run.end_step(logs, lambda path: sample_grid(release_generator(), path), release_generator):
+            break  # logs, checkpoints, samples and snapshots are written when due; the time budget ran out
     run.finish()
 
     # Save: the (EMA) generator with recalibrated batch norm, its samples and loss curves, the

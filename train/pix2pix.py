@@ -28,11 +28,13 @@ import torch.nn.functional as F
 
 from rsgan_hub.data import PairedTransform, load_pair_dataset
 from rsgan_hub.evaluation.classify import to_uint8
-from rsgan_hub.evaluation.translation import BACKGROUND, IGNORED, LEGEND_PALETTE, PREDICTED_CLASSES, draw, legend_classes
+from rsgan_hub.evaluation.translation import (BACKGROUND, IGNORED, LEGEND_OUTLINES, LEGEND_PALETTE, PREDICTED_CLASSES,
+                                              legend_classes)
 from rsgan_hub.io import pil_to_tensor
 from rsgan_hub.losses import (bce_discriminator_loss, bce_generator_loss, hinge_discriminator_loss,
                               hinge_generator_loss, l1_loss)
 from rsgan_hub.models import PatchDiscriminator, Pix2PixGenerator
+from rsgan_hub.models.fast import training_layers
 from rsgan_hub.training import (RunFlags, TrainingRun, adopt_release_flags, check_common_flags, flag, freeze_blocks,
                                 load_release, parse_config, plain_copy, resolve_resume, save_grid, snapshot_minutes)
 
@@ -89,11 +91,11 @@ PRESETS = {
 
 def release_flags(generator: Pix2PixGenerator, discriminator: PatchDiscriminator | None) -> dict:
     """The network flags a release fixes (the discriminator's only when it has one)."""
-    g = generator._hub_mixin_config
+    g = generator.init_config
     flags = dict(base_channels=g["base_channels"], num_downs=g["num_downs"], dropout=g["dropout"],
                  legend=generator.predicts_classes)
     if discriminator is not None:
-        d = discriminator._hub_mixin_config
+        d = discriminator.init_config
         flags.update(discriminator_channels=d["base_channels"], discriminator_layers=d["num_layers"])
     return flags
 
@@ -145,8 +147,8 @@ def main(config: TrainConfig) -> None:
     if released_g is None:
         generator = Pix2PixGenerator(base_channels=config.base_channels, num_downs=config.num_downs,
                                      dropout=config.dropout, direction=config.direction,
-                                     **(dict(palette=LEGEND_PALETTE, class_names=PREDICTED_CLASSES)
-                                        if config.legend else {}))
+                                     **(dict(palette=LEGEND_PALETTE, class_names=PREDICTED_CLASSES,
+                                             outlines=LEGEND_OUTLINES) if config.legend else {}))
     else:
         generator = plain_copy(released_g, direction=config.direction)
     if released_d is None:
@@ -155,6 +157,7 @@ def main(config: TrainConfig) -> None:
     else:
         discriminator = plain_copy(released_d)
     trainable_d = freeze_blocks(discriminator, config.freeze_discriminator_layers)
+    training_layers(generator)  # the U-Net's small inner layers as one matrix product: same weights (models/fast.py)
     # channels_last applies to the images (and so to every activation); the weights stay contiguous:
     # fused Adam copies non-contiguous (channels_last) weights on every step - measured 25 % of a
     # batch-1 step on a 2-core CPU.
@@ -202,7 +205,7 @@ def main(config: TrainConfig) -> None:
     def sample_grid(model: Pix2PixGenerator, path) -> None:
         """One row per fixed pair: source | generated | target (eval mode, as after loading)."""
         with torch.no_grad(), accelerator.autocast():
-            fake = draw(model, sample_source.to(device)).float().cpu()  # a legend model: its crisp map
+            fake = model(sample_source.to(device)).float().cpu()  # eval mode: a legend model's crisp map
         rows = torch.stack([sample_source, fake, sample_target], dim=1).flatten(0, 1)  # (3N, 3, H, W)
         save_grid(rows, path, columns=3)
 
@@ -254,13 +257,10 @@ def main(config: TrainConfig) -> None:
             scheduler.step()
         if ema is not None:
             ema.step(accelerator.unwrap_model(generator).parameters())
-        run.end_step({"loss_d": loss_d, "loss_g_gan": loss_g_gan, "loss_ce" if config.legend else "loss_l1": loss_rec,
-                      "lr": schedulers[0].get_last_lr()[0]})  # logs and checkpoints when due
-        if accelerator.is_main_process and run.due(config.sample_every):
-            sample_grid(release_generator(), output_dir / "samples" / f"step_{run.step:07d}.png")
-        run.save_snapshots(release_generator)
-        if run.out_of_time():
-            break
+        logs = {"loss_d": loss_d, "loss_g_gan": loss_g_gan, "loss_ce" if config.legend else "loss_l1": loss_rec,
+                "lr": schedulers[0].get_last_lr()[0]}
+        if run.end_step(logs, lambda path: sample_grid(release_generator(), path), release_generator):
+            break  # logs, checkpoints, samples and snapshots are written when due; the time budget ran out
     run.finish()
 
     # Save: the (EMA) generator, its samples and loss curves, the discriminator, and a model card.

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 from . import add_overwrite, prepare_output
+from ..io import first_line
 
 # Citations of the sources people convert, recognised from the source folder's name.
 KNOWN_SOURCES = [
@@ -114,8 +115,8 @@ def push_dataset(dsdict, repo_id: str, card: str) -> None:
         api.upload_file(path_or_fileobj=card.encode(), path_in_repo="README.md", repo_id=repo_id, repo_type="dataset")
         dsdict.push_to_hub(repo_id)
     except Exception as err:  # network / auth errors come in many types; the local dataset is already complete
-        raise OSError(f"push to {repo_id} failed (the local dataset is complete): {type(err).__name__}: "
-                      f"{str(err).splitlines()[0] if str(err) else ''}") from err
+        raise OSError(f"push to {repo_id} failed (the local dataset is complete): "
+                      f"{first_line(err, with_type=True)}") from err
 
 
 def _citation(args, src_name: str) -> tuple[str | None, str | None]:

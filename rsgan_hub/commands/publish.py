@@ -143,6 +143,7 @@ def publish(uploads: list[Upload], token: str | None) -> None:
     from huggingface_hub.errors import LocalTokenNotFoundError
 
     from ..cli import UserError
+    from ..io import first_line
 
     api, done, current = HfApi(token=token), [], None
     try:
@@ -168,7 +169,7 @@ def publish(uploads: list[Upload], token: str | None) -> None:
         raise UserError("not logged in to the Hub: run `hf auth login`, set HF_TOKEN or pass --token; "
                         "nothing was published") from None
     except (OSError, httpx2.HTTPError) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = first_line(err)
         so_far = (f"stopped at {current}; published so far: {', '.join(done) or 'none'} (run again to finish)"
                   if current else "nothing was published")
         raise UserError(f"the Hub at {api.endpoint} refused or could not be reached ({reason}); {so_far}") from None

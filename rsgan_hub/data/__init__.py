@@ -12,12 +12,12 @@ loader behind every `--dataset`; `transforms` gives tensors in [-1, 1].
     pairs = load_pair_dataset("outputs/mumbai", split="test").with_transform(PairedTransform(256, 256, flip=False))
 """
 
-from .clean import clean_image, to_rgb_array
+from .clean import clean_image
 from .convert import build_pair_dataset, build_scene_dataset, split_stratified, summarize_skipped
 from .load import load_pair_dataset, load_scene_dataset
 from .transforms import PairedTransform, SceneTransform
 
 __all__ = [
     "load_scene_dataset", "load_pair_dataset", "SceneTransform", "PairedTransform", "build_scene_dataset",
-    "build_pair_dataset", "split_stratified", "summarize_skipped", "clean_image", "to_rgb_array",
+    "build_pair_dataset", "split_stratified", "summarize_skipped", "clean_image",
 ]

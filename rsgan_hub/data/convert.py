@@ -28,7 +28,7 @@ from PIL import Image
 from ..geo import open_scene
 from .clean import IMAGE_SUFFIXES, _read, clean_image, encode_rgb
 
-CONVERTER_VERSION = "1"  # part of the on-the-fly cache key: bump when the conversion changes its output
+CONVERTER_VERSION = "2"  # part of the on-the-fly cache key: bump when the conversion changes its output
 GRID_NAME = re.compile(r"_(\d+)_(\d+)$")  # "data_04_13.jpg" -> tile row 4, col 13 (the Mumbai tiles)
 
 
@@ -88,7 +88,7 @@ def _scene_examples(items: list[tuple[str, int, int]], root: str) -> Iterator[di
     for path, label, category in items:
         data = _read(path)
         image = clean_image(data) if isinstance(data, bytes) else data
-        skip = f"{image}|{os.path.relpath(path, root)}" if isinstance(image, str) else None
+        skip = skipped_as(image, os.path.relpath(path, root)) if isinstance(image, str) else None
         example = {"image": None if skip else encode_rgb(image, data), "_skip": skip}
         example.update({k: v for k, v in (("label", label), ("category", category)) if v >= 0})
         yield example
@@ -146,7 +146,7 @@ def _side_by_side_examples(files: list[str], splits_root: str, satellite_side: s
         if not isinstance(image, str) and image.width % 2:
             image = f"odd width {image.width} (halves differ in size)"
         if isinstance(image, str):
-            yield {"satellite": None, "map": None, "_skip": f"{image}|{name}", **_grid_position(path)}
+            yield {"satellite": None, "map": None, "_skip": skipped_as(image, name), **_grid_position(path)}
             continue
         w, h = image.size
         left, right = image.crop((0, 0, w // 2, h)), image.crop((w // 2, 0, w, h))
@@ -195,7 +195,7 @@ def _raster_examples(rows: list[int], satellite: str, map_path: str, tile: int, 
                         reason = "blank satellite tile (no data)"
                 if reason:
                     yield {"satellite": None, "map": None, "row": row, "col": col,
-                           "_skip": f"{reason}|tile row {row} col {col}"}
+                           "_skip": skipped_as(reason, f"tile row {row} col {col}")}
                 else:
                     yield {"satellite": encode_rgb(Image.fromarray(crops[0])),
                            "map": encode_rgb(Image.fromarray(crops[1])), "row": row, "col": col, "_skip": None}
@@ -292,9 +292,19 @@ def _listing_key(src, *options) -> str:
     return digest.hexdigest()[:32]
 
 
+# An example's `_skip` column: None, or why the file (or tile) was left out and its name; the column is
+# dropped once the skips are counted.
+SKIP_FEATURE = {"reason": Value("string"), "name": Value("string")}
+
+
+def skipped_as(reason: str, name: str) -> dict[str, str]:
+    """The `_skip` value of a left-out file or tile."""
+    return {"reason": reason, "name": name}
+
+
 def _generate(generator, splits: dict[str, list], features: dict, key: str, num_proc: int | None,
               cache_dir: str | None, list_name: str = "items", skipped: dict | None = None, **kwargs):
-    features = Features({**features, "_skip": Value("string")})
+    features = Features({**features, "_skip": SKIP_FEATURE})
     out, skipped = DatasetDict(), defaultdict(list, skipped or {})
     for split, items in splits.items():
         # one shard per input (file or tile row); datasets spreads the shards over num_proc workers.
@@ -305,8 +315,7 @@ def _generate(generator, splits: dict[str, list], features: dict, key: str, num_
                                     fingerprint=f"rsgan-{key}-{split}")
         notes = [n for n in ds["_skip"] if n]
         for note in notes:
-            reason, name = note.split("|", 1)
-            skipped[reason].append(name)
+            skipped[note["reason"]].append(note["name"])
         if notes:
             ds = ds.filter(lambda notes: [n is None for n in notes], input_columns="_skip", batched=True,
                            batch_size=10_000)

@@ -14,6 +14,7 @@ from datasets import ClassLabel, DatasetDict, load_dataset, load_from_disk
 from datasets import Image as ImageFeature
 
 from .convert import build_pair_dataset, build_scene_dataset
+from ..io import first_line
 
 DATA_FILE_SUFFIXES = {".parquet", ".arrow", ".csv", ".json", ".jsonl"}
 HUB_ID = re.compile(r"[\w-][\w.-]*(/[\w-][\w.-]*)?")
@@ -37,7 +38,7 @@ def _load_any(spec: str | os.PathLike, convert, cache_dir: str | None) -> Datase
         return load_dataset(str(spec), cache_dir=cache_dir)
     except Exception as err:  # offline, missing, private: the library raises many types; report one line
         raise ValueError(f"{spec}: no such folder, and loading it as a Hub dataset failed: "
-                         f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from err
+                         f"{first_line(err, with_type=True)}") from err
 
 
 def _pick_split(dsdict, split: str | None):

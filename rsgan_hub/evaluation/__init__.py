@@ -15,7 +15,7 @@
 from .augmentation import augmentation_gain, gain_table, plot_gain, update_card_gain
 from .report import card_metrics, format_table, update_model_card, write_results
 from .scenes import evaluate_scene_generator
-from .translation import LEGEND_PALETTE, MAP_LEGEND, PREDICTED_CLASSES, evaluate_translator
+from .translation import LEGEND_OUTLINES, LEGEND_PALETTE, MAP_LEGEND, PREDICTED_CLASSES, evaluate_translator
 
 __all__ = ["evaluate_scene_generator", "evaluate_translator", "update_model_card", "card_metrics", "format_table",
-           "write_results", "MAP_LEGEND", "LEGEND_PALETTE", "PREDICTED_CLASSES", "augmentation_gain", "gain_table", "plot_gain", "update_card_gain"]
+           "write_results", "MAP_LEGEND", "LEGEND_PALETTE", "LEGEND_OUTLINES", "PREDICTED_CLASSES", "augmentation_gain", "gain_table", "plot_gain", "update_card_gain"]

@@ -113,7 +113,7 @@ def augmentation_gain(
     if repeats < 2:
         raise ValueError(f"a confidence interval needs >= 2 repeats, got {repeats}")
     wall, cpu = time.perf_counter(), time.process_time()
-    recipe = SceneClassifier.from_pretrained(classifier or DEFAULT_CLASSIFIER)._hub_mixin_config
+    recipe = SceneClassifier.from_pretrained(classifier or DEFAULT_CLASSIFIER).init_config
     size = recipe["image_size"]
 
     # 1. Data: the dataset's classes, each mapped to a generator class by name.

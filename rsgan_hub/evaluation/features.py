@@ -23,6 +23,7 @@ from torchmetrics.image.kid import KernelInceptionDistance
 from tqdm.auto import tqdm
 
 from ..models import SceneClassifier
+from ..io import first_line
 
 # The classifier trained by train/classifier.py and shipped with the repository.
 DEFAULT_CLASSIFIER = Path(__file__).resolve().parents[2] / "pretrained" / "scene-classifier"
@@ -53,8 +54,8 @@ class InceptionFeatures(nn.Module):
             raise ValueError("--features inception needs torch-fidelity (pip install torch-fidelity); "
                              "the default --features classifier needs nothing extra") from err
         except Exception as err:  # torch-fidelity downloads the weights on construction
-            raise ValueError(f"--features inception: Inception weights unavailable ({type(err).__name__}: "
-                             f"{str(err).splitlines()[0] if str(err) else ''}); use --features classifier") from err
+            raise ValueError(f"--features inception: Inception weights unavailable ("
+                             f"{first_line(err, with_type=True)}); use --features classifier") from err
         self.num_features = 2048
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

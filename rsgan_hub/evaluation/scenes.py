@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from ..data import SceneTransform, load_scene_dataset
 from ..models import DCGANGenerator, SceneClassifier
+from ..models.hub import find_class
 from ..pipelines import latents
 from .classify import accuracy, fit_classifier, to_uint8
 from .features import (DEFAULT_CLASSIFIER, ClassifierFeatures, extract_features, fid_kid, load_feature_extractor,
@@ -80,8 +81,11 @@ def _load_split(dataset, split: str | None, label_column: str):
 
 def _class_map(generator: DCGANGenerator, names: list[str]) -> torch.Tensor:
     """For each generator class, its index in `names` (case-insensitive), or -1."""
-    lowered = [n.lower() for n in names]
-    return torch.tensor([lowered.index(c.lower()) if c.lower() in lowered else -1 for c in generator.class_names])
+    return torch.tensor([_or_missing(find_class(names, c)) for c in generator.class_names])
+
+
+def _or_missing(index: int | None) -> int:
+    return -1 if index is None else index
 
 
 def evaluate_scene_generator(
@@ -156,7 +160,7 @@ def evaluate_scene_generator(
             test_images = real[keep]
             test_labels = torch.tensor([dataset_to_generator[int(y)] for y in real_labels[keep]])
             # the shipped classifier's architecture, fresh weights, the generator's classes
-            recipe = {**scene_classifier._hub_mixin_config, "num_classes": generator.num_classes,
+            recipe = {**scene_classifier.init_config, "num_classes": generator.num_classes,
                       "class_names": generator.class_names}
             torch.manual_seed(seed)
             fake_model = fit_classifier(SceneClassifier(**recipe), fake, fake_labels, cas_epochs, seed=seed,
@@ -185,7 +189,6 @@ def _class_accuracy(classifier: SceneClassifier, generator: DCGANGenerator, fake
     keep = targets >= 0
     fake_accuracy = accuracy(classifier, fake[keep], targets[keep])[0]
     names = test_ds.features["label"].names
-    real_targets = torch.tensor([classifier.class_index(names[int(y)]) if classifier.class_index(names[int(y)])
-                                 is not None else -1 for y in real_labels])
+    real_targets = torch.tensor([_or_missing(classifier.class_index(names[int(y)])) for y in real_labels])
     keep = real_targets >= 0
     return fake_accuracy, accuracy(classifier, real[keep], real_targets[keep])[0] if keep.any() else float("nan")

@@ -56,6 +56,7 @@ _OWNER = torch.tensor([i for i, name in enumerate(LEGEND_NAMES) for _ in MAP_LEG
 # palette of legend generators (`Pix2PixGenerator(palette=LEGEND_PALETTE)`), index = LEGEND_NAMES index.
 PREDICTED_CLASSES = [name for name in LEGEND_NAMES if name != "label"]
 LEGEND_PALETTE = [list(MAP_LEGEND[name][0][0]) for name in PREDICTED_CLASSES]
+LEGEND_OUTLINES = {"building": list(MAP_LEGEND["building"][0][1])}  # the style outlines buildings
 
 
 def legend_classes(maps: torch.Tensor) -> torch.Tensor:
@@ -153,15 +154,6 @@ class SatelliteScores:
                 "psnr": self.psnr / self.count, "ssim": self.ssim / self.count}
 
 
-def draw(generator: Pix2PixGenerator, inputs: torch.Tensor) -> torch.Tensor:
-    """The generator's output in [-1, 1]; for a legend generator its most likely class per pixel
-    drawn in the palette (the crisp map `translate_image` returns)."""
-    if not generator.predicts_classes:
-        return generator(inputs)
-    classes = generator.class_logits(inputs).argmax(dim=1)  # (B, H, W)
-    return generator.render(F.one_hot(classes, len(generator.palette)).permute(0, 3, 1, 2))
-
-
 def _pair_batches(dataset, source: str, target: str, batch_size: int):
     """(source, target) uint8 batches (B, 3, H, W); consecutive pairs of one size share a batch."""
     batch: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -225,7 +217,7 @@ def evaluate_translator(
     with torch.inference_mode():
         for inputs, real in tqdm(_pair_batches(dataset, source, target, batch_size), desc=f"{direction} pairs",
                                  total=-(-len(dataset) // batch_size), unit="batch", leave=False):
-            predicted = to_uint8(draw(generator, inputs.float().div(127.5).sub(1)))
+            predicted = to_uint8(generator(inputs.float().div(127.5).sub(1)))  # eval: a legend model's crisp map
             baseline = constant_map(real) if direction == "sat2map" else blurred_mean_satellite(inputs)
             model_scores.update(predicted, real)
             baseline_scores.update(baseline, real)

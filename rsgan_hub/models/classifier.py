@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .hub import HubModel
+from .hub import HubModel, find_class
 
 
 class SceneClassifier(HubModel, tags=["image-classification", "evaluation"], pipeline_tag="image-classification"):
@@ -81,8 +81,7 @@ class SceneClassifier(HubModel, tags=["image-classification", "evaluation"], pip
 
     def class_index(self, name: str) -> int | None:
         """Index of a class by name (case-insensitive), or None when the classifier does not know it."""
-        lowered = [c.lower() for c in self.class_names]
-        return lowered.index(name.lower()) if name.lower() in lowered else None
+        return find_class(self.class_names, name)
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [-1, 1] -> (B, num_features) penultimate features."""

@@ -2,11 +2,13 @@
 Convolutional Generative Adversarial Networks"), optionally class-conditional with a projection
 discriminator (Miyato & Koyama 2018, "cGANs with Projection Discriminator").
 
-The default configuration is the original TensorFlow project's 128x128 network: latent 100 -> dense
-to 8x8x1024 -> four stride-2 kernel-5 transposed convolutions to 384, 256, 128, 64 channels -> a
-stride-1 convolution to RGB -> tanh. `upsample="resize"` swaps each transposed convolution for
-nearest-neighbour resize + convolution (no checkerboard artefacts; computed as the equivalent
-sub-pixel convolution, `layers.ResizeConv2d`); `spectral_norm=True` on the
+The default configuration is the project's recipe (bench/README.md has the study that chose it):
+latent 100 -> dense to 8x8x128 -> four blocks of 2x nearest resize + kernel-5 convolution to 128, 64,
+32, 16 channels -> a convolution to RGB -> tanh, against a spectral-normalised discriminator.
+`DCGANGenerator.seed()` / `DCGANDiscriminator.seed()` build the original TensorFlow project's
+network: dense to 8x8x1024, stride-2 transposed convolutions to 384, 256, 128, 64 channels, a
+batch-norm discriminator. Resize + convolution has no checkerboard artefacts; `fast.ResizeConv2d`
+computes it as the equivalent sub-pixel convolution, for training and inference. Spectral norm in the
 discriminator is the usual partner of a hinge loss. Images are RGB in [-1, 1].
 """
 
@@ -17,36 +19,26 @@ import math
 import torch
 from torch import nn
 
-from .hub import HubModel
-from .layers import ResizeConv2d
+from .hub import HubModel, find_class
+from .init import init_weights
 
 SUPPORTED_SIZES = (64, 128, 256)
 START_SIZE = 8  # the dense layer's output is START_SIZE x START_SIZE
-# Default widths per image size: the dense width, then one entry per 2x upsampling block.
-DEFAULT_GENERATOR_CHANNELS = {
-    64: [1024, 384, 256, 128],
-    128: [1024, 384, 256, 128, 64],
-    256: [1024, 384, 256, 128, 64, 32],
+# The two recipes' widths. "default": the project's (chosen by the recipe study in bench/README.md),
+# "seed": the original TensorFlow project's. Generator: per image size, the dense width, then one per
+# 2x upsampling block. Discriminator: one width per convolution, with strides per image size that
+# bring it down to 8.
+GENERATOR_CHANNELS = {
+    "default": {64: [128, 128, 64, 32], 128: [128, 128, 64, 32, 16], 256: [128, 128, 64, 32, 16, 8]},
+    "seed": {64: [1024, 384, 256, 128], 128: [1024, 384, 256, 128, 64], 256: [1024, 384, 256, 128, 64, 32]},
 }
-# Discriminator: (channels, stride) per convolution; the strides bring image_size down to 8.
-DEFAULT_DISCRIMINATOR_LAYERS = {
-    64: [[64, 2], [128, 2], [256, 1], [384, 1], [1024, 2]],
-    128: [[64, 2], [128, 2], [256, 2], [384, 1], [1024, 2]],
-    256: [[64, 2], [128, 2], [256, 2], [384, 2], [1024, 2]],
-}
+DISCRIMINATOR_CHANNELS = {"default": [16, 32, 64, 128, 128], "seed": [64, 128, 256, 384, 1024]}
+DISCRIMINATOR_STRIDES = {64: [2, 2, 1, 1, 2], 128: [2, 2, 2, 1, 2], 256: [2, 2, 2, 2, 2]}
 
 
-def init_weights(module: nn.Module) -> None:
-    """DCGAN init: conv/linear weights ~ N(0, 0.02), norm scales ~ N(1, 0.02), biases 0."""
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
-            weight = m.weight_orig if hasattr(m, "weight_orig") else m.weight
-            nn.init.normal_(weight, 0.0, 0.02)
-            if getattr(m, "bias", None) is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
-            nn.init.normal_(m.weight, 1.0, 0.02)
-            nn.init.zeros_(m.bias)
+def discriminator_layers(image_size: int, channels: list[int]) -> list[list[int]]:
+    """[channels, stride] per discriminator convolution for `image_size`."""
+    return [[c, s] for c, s in zip(channels, DISCRIMINATOR_STRIDES[image_size], strict=True)]
 
 
 def _check_classes(num_classes: int, class_names: list[str] | None) -> list[str]:
@@ -71,10 +63,10 @@ class DCGANGenerator(HubModel, tags=["dcgan"], pipeline_tag="unconditional-image
         image_size: output side, 64, 128 or 256.
         latent_dim: length of the latent vector z ~ N(0, I).
         channels: dense width, then the width after each 2x upsampling block
-            (len = log2(image_size / 8) + 1); defaults to the original project's widths.
+            (len = log2(image_size / 8) + 1); defaults to the project's recipe (`GENERATOR_CHANNELS`).
         kernel_size: convolution kernel size.
-        upsample: "transposed" (stride-2 transposed convolutions, the original) or "resize"
-            (nearest-neighbour 2x resize then convolution).
+        upsample: "resize" (nearest-neighbour 2x resize then convolution, the default) or "transposed"
+            (stride-2 transposed convolutions, the original). `DCGANGenerator.seed()`: the original network.
         num_classes: 0 for an unconditional model; > 0 adds a class embedding.
         class_names: names of the classes, stored in config.json so users can ask by name.
         embed_dim: size of the class embedding concatenated to z.
@@ -95,7 +87,7 @@ class DCGANGenerator(HubModel, tags=["dcgan"], pipeline_tag="unconditional-image
         latent_dim: int = 100,
         channels: list[int] | None = None,
         kernel_size: int = 5,
-        upsample: str = "transposed",
+        upsample: str = "resize",
         num_classes: int = 0,
         class_names: list[str] | None = None,
         embed_dim: int = 100,
@@ -104,7 +96,7 @@ class DCGANGenerator(HubModel, tags=["dcgan"], pipeline_tag="unconditional-image
         _check_size(image_size)
         if upsample not in ("transposed", "resize"):
             raise ValueError(f"upsample must be 'transposed' or 'resize', got {upsample!r}")
-        channels = list(channels or DEFAULT_GENERATOR_CHANNELS[image_size])
+        channels = list(channels or GENERATOR_CHANNELS["default"][image_size])
         num_blocks = int(math.log2(image_size // START_SIZE))
         if len(channels) != num_blocks + 1:
             raise ValueError(f"image_size {image_size} needs {num_blocks + 1} channels, got {channels}")
@@ -124,23 +116,30 @@ class DCGANGenerator(HubModel, tags=["dcgan"], pipeline_tag="unconditional-image
             if upsample == "transposed":
                 up = nn.ConvTranspose2d(c_in, c_out, kernel_size, 2, pad, output_padding=1, bias=False)
             else:
-                up = ResizeConv2d(c_in, c_out, kernel_size, bias=False)  # computed as a sub-pixel conv
+                up = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
+                                   nn.Conv2d(c_in, c_out, kernel_size, 1, pad, bias=False))
             blocks += [up, nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2)]
         self.blocks = nn.Sequential(*blocks)
         self.to_rgb = nn.Sequential(nn.Conv2d(channels[-1], 3, kernel_size, 1, pad), nn.Tanh())
         self._start_channels = channels[0]
         init_weights(self)
 
+    @classmethod
+    def seed(cls, image_size: int = 128, **kwargs) -> DCGANGenerator:
+        """The original project's generator: its widths and stride-2 transposed convolutions."""
+        return cls(image_size=image_size, **{"channels": GENERATOR_CHANNELS["seed"][image_size],
+                                             "upsample": "transposed", **kwargs})
+
     def default_repo_name(self) -> str:
         return "rs-dcgan"
 
     def class_index(self, name: str) -> int:
         """Index of a class by name (case-insensitive); ValueError listing the known names."""
-        lowered = [c.lower() for c in self.class_names]
-        if name.lower() not in lowered:
+        index = find_class(self.class_names, name)
+        if index is None:
             known = ", ".join(self.class_names) or "none: the model is unconditional"
             raise ValueError(f"unknown class {name!r}; known classes: {known}")
-        return lowered.index(name.lower())
+        return index
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """z: (B, latent_dim), labels: (B,) int64 or None -> (B, 3, image_size, image_size)."""
@@ -159,9 +158,10 @@ class DCGANDiscriminator(HubModel, tags=["dcgan"], pipeline_tag="image-classific
     Args:
         image_size: input side, 64, 128 or 256.
         layers: [channels, stride] per kernel-`kernel_size` convolution; the strides must bring
-            image_size down to 8. Defaults to the original project's 64, 128, 256, 384(s1), 1024.
+            image_size down to 8. Defaults to the project's recipe (`DISCRIMINATOR_CHANNELS`).
         kernel_size: convolution kernel size.
-        norm: "batch" (the original), "instance" or "none" (with spectral norm, the usual choice).
+        norm: "none" (with spectral norm, the usual choice and the default), "batch" (the original) or
+            "instance". `DCGANDiscriminator.seed()`: the original network.
         spectral_norm: wrap every convolution and the linear head in spectral normalisation.
         num_classes: > 0 makes it a projection discriminator: logit += <embed(y), features>.
         class_names: stored for symmetry with the generator.
@@ -178,8 +178,8 @@ class DCGANDiscriminator(HubModel, tags=["dcgan"], pipeline_tag="image-classific
         image_size: int = 128,
         layers: list[list[int]] | None = None,
         kernel_size: int = 5,
-        norm: str = "batch",
-        spectral_norm: bool = False,
+        norm: str = "none",
+        spectral_norm: bool = True,
         num_classes: int = 0,
         class_names: list[str] | None = None,
     ):
@@ -187,7 +187,7 @@ class DCGANDiscriminator(HubModel, tags=["dcgan"], pipeline_tag="image-classific
         _check_size(image_size)
         if norm not in ("batch", "instance", "none"):
             raise ValueError(f"norm must be 'batch', 'instance' or 'none', got {norm!r}")
-        layers = [list(layer) for layer in (layers or DEFAULT_DISCRIMINATOR_LAYERS[image_size])]
+        layers = [list(layer) for layer in (layers or discriminator_layers(image_size, DISCRIMINATOR_CHANNELS["default"]))]
         side = image_size
         for _, stride in layers:
             side //= stride
@@ -212,6 +212,12 @@ class DCGANDiscriminator(HubModel, tags=["dcgan"], pipeline_tag="image-classific
         self.embed = sn(nn.Embedding(num_classes, features)) if num_classes else None
         init_weights(self)
 
+    @classmethod
+    def seed(cls, image_size: int = 128, **kwargs) -> DCGANDiscriminator:
+        """The original project's discriminator: its widths, batch norm, no spectral norm."""
+        return cls(image_size=image_size, **{"layers": discriminator_layers(image_size, DISCRIMINATOR_CHANNELS["seed"]),
+                                             "norm": "batch", "spectral_norm": False, **kwargs})
+
     def default_repo_name(self) -> str:
         return "rs-dcgan-discriminator"
 
@@ -231,7 +237,7 @@ def with_classes(model: DCGANGenerator | DCGANDiscriminator, class_names: list[s
     new data): every weight as in `model`; a class whose name `model` knows (case-insensitive)
     keeps its embedding row, a new one gets a fresh row; classes not in `class_names` are dropped."""
     known = {name.lower(): i for i, name in enumerate(model.class_names)}
-    copy = type(model)(**{**model._hub_mixin_config, "num_classes": len(class_names), "class_names": list(class_names)})
+    copy = type(model)(**{**model.init_config, "num_classes": len(class_names), "class_names": list(class_names)})
     state, fresh = model.state_dict(), copy.state_dict()
     if list(class_names) == list(model.class_names):
         copy.load_state_dict(state)

@@ -30,7 +30,7 @@ from safetensors import SafetensorError
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, PyTorchModelHubMixin, constants, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
 
-from ..io import umask
+from ..io import first_line, umask
 
 
 REPO_URL = "https://github.com/rsgan-hub/rsgan_hub"  # placeholder until the project has a public home
@@ -94,6 +94,12 @@ Code: {{ repo_url }}
 """
 
 
+def find_class(class_names: list[str], name: str) -> int | None:
+    """Index of `name` in `class_names`, compared case-insensitively; None when it is not there."""
+    lowered = [c.lower() for c in class_names]
+    return lowered.index(name.lower()) if name.lower() in lowered else None
+
+
 class HubModel(torch.nn.Module, PyTorchModelHubMixin, library_name=LIBRARY_NAME, license=LICENSE,
                repo_url=REPO_URL, tags=["remote-sensing", "gan"], model_card_template=MODEL_CARD_TEMPLATE):
     """Base class: strict, class-checked loading and rsgan_hub model cards."""
@@ -105,10 +111,16 @@ class HubModel(torch.nn.Module, PyTorchModelHubMixin, library_name=LIBRARY_NAME,
     card_cli_usage = ""
     card_intended_use = ""
 
+    @property
+    def init_config(self) -> dict[str, Any]:
+        """The constructor arguments this model was built with (what config.json records), as a new dict:
+        `type(model)(**model.init_config)` builds the same network."""
+        return dict(self._hub_mixin_config or {})
+
     # ---- saving -------------------------------------------------------------------------------
     def _save_pretrained(self, save_directory: Path) -> None:
         safetensors.torch.save_model(self, str(Path(save_directory) / constants.SAFETENSORS_SINGLE_FILE))
-        config = dict(self._hub_mixin_config or {})
+        config = self.init_config
         config["model_class"] = type(self).__name__
         (Path(save_directory) / constants.CONFIG_NAME).write_text(json.dumps(config, sort_keys=True, indent=2))
 
@@ -268,7 +280,7 @@ def _check_config(cls: type, model_id: str, config: dict) -> None:
             count = sum(p.numel() for p in cls(**config).parameters())
     except (TypeError, ValueError, RuntimeError, OverflowError, IndexError, KeyError) as err:
         raise ModelLoadError(f"{model_id}: config.json does not describe a valid {cls.__name__}: "
-                             f"{str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}") from err
+                             f"{first_line(err)}") from err
     if count > MAX_PARAMETERS:
         raise ModelLoadError(f"{model_id}: config.json describes a {cls.__name__} of {count:,} parameters, over the "
                              f"limit of {MAX_PARAMETERS:,}; refusing to allocate it")
@@ -291,7 +303,7 @@ def _read_config(model_id: str, kwargs: dict) -> dict:
                                    local_files_only=kwargs.get("local_files_only", False))
         except (HfHubHTTPError, LocalEntryNotFoundError, EntryNotFoundError, ValueError, OSError) as err:
             raise ModelLoadError(f"{model_id}: not a local folder, and not loadable from the Hub "
-                                 f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from err
+                                 f"({first_line(err, with_type=True)})") from err
     try:
         with open(path, encoding="utf-8") as f:
             config = json.load(f)
@@ -317,5 +329,5 @@ def _subfolder(model_id: str, subfolder: str, kwargs: dict) -> str:
                                    local_files_only=kwargs.get("local_files_only", False))
     except (HfHubHTTPError, LocalEntryNotFoundError, EntryNotFoundError, ValueError, OSError) as err:
         raise ModelLoadError(f"{model_id}: no {subfolder}/ loadable from the Hub "
-                             f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from err
+                             f"({first_line(err, with_type=True)})") from err
     return os.path.dirname(path)

@@ -5,7 +5,7 @@ The eval-mode trap, and how this module avoids it: the reference implementation 
 norm at batch size 1, so in `eval()` (what `from_pretrained` returns) batch norm switches from the
 image's own statistics to running averages and the maps get visibly worse. Here every
 normalisation layer is instance norm *without running statistics*, so train and eval mode compute
-the same function apart from dropout. Dropout (0.5 in the three innermost decoder blocks)
+the same function apart from dropout (and a legend generator's drawing, below). Dropout (0.5 in the three innermost decoder blocks)
 regularises training only; samples - during training and after loading - are drawn in eval mode,
 so a loaded generator reproduces exactly what training showed. Images are RGB in [-1, 1].
 
@@ -13,12 +13,13 @@ Maps as classes. A map rendering is a few flat colours (a legend), and regressin
 through a tanh finds the per-pixel median - the background - for every uncertain pixel. A generator
 built with a `palette` (one 8-bit RGB colour per legend class) instead ends in one logit per class:
 `class_logits` gives them (for a cross-entropy loss and for class rasters), and `forward` still
-returns an RGB image in [-1, 1] - the palette colours weighted by the class probabilities - so the
-PatchGAN, `translate_image` and every RGB tool use it unchanged.
+returns an RGB image in [-1, 1] - in training the palette colours weighted by the class
+probabilities, in eval mode the most likely class's colour - so the PatchGAN, `translate_image` and
+every RGB tool use it unchanged.
 
-The U-Net's convolutions are `layers.GemmConv2d` / `layers.GemmConvTranspose2d`: torch.nn's layers
-with the same parameters and state-dict keys, which in CPU training compute the small inner layers
-as one matrix product (faster there; see `layers.py`). `layers.reference_layers` swaps them back.
+Both networks are plain torch.nn layers. Faster forms of the same functions, for CPU training and
+inference, live in `fast.py` and are applied by whoever wants them (the training script, the
+inference copy).
 """
 
 from __future__ import annotations
@@ -28,19 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .hub import HubModel
-from .layers import GemmConv2d, GemmConvTranspose2d
-
-
-def init_weights(module: nn.Module) -> None:
-    """pix2pix init: conv weights ~ N(0, 0.02), norm scales ~ N(1, 0.02), biases 0."""
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.normal_(m.weight, 0.0, 0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.InstanceNorm2d) and m.affine:
-            nn.init.normal_(m.weight, 1.0, 0.02)
-            nn.init.zeros_(m.bias)
+from .init import init_weights
 
 
 def _norm(channels: int) -> nn.Module:
@@ -73,6 +62,9 @@ class Pix2PixGenerator(HubModel, tags=["pix2pix"], pipeline_tag="image-to-image"
             the U-Net predicts class logits and renders them in these colours (`out_channels` is
             then unused). None: the paper's tanh RGB output.
         class_names: names of the palette's classes (for class rasters and cards).
+        outlines: class name -> 8-bit RGB colour of that class's outline in whole-scene maps
+            (`translate_image` draws a one-pixel border around each region of the class, as map
+            styles draw buildings); the class ids and the metrics are unaffected.
     """
 
     card_title = "rsgan_hub pix2pix translator"
@@ -94,6 +86,7 @@ class Pix2PixGenerator(HubModel, tags=["pix2pix"], pipeline_tag="image-to-image"
         direction: str = "",
         palette: list[list[int]] | None = None,
         class_names: list[str] | None = None,
+        outlines: dict[str, list[int]] | None = None,
     ):
         super().__init__()
         if num_downs < 5:
@@ -103,6 +96,9 @@ class Pix2PixGenerator(HubModel, tags=["pix2pix"], pipeline_tag="image-to-image"
                 raise ValueError("palette must be a list of at least two [R, G, B] colours in 0..255")
             if class_names is not None and len(class_names) != len(palette):
                 raise ValueError(f"class_names has {len(class_names)} names for {len(palette)} palette colours")
+        if outlines and (palette is None or class_names is None or not set(outlines) <= set(class_names)):
+            raise ValueError("outlines name classes of the palette: they need palette and class_names, and "
+                             f"{sorted(set(outlines) - set(class_names or []))} are not among them")
         if direction not in ("", "sat2map", "map2sat"):
             raise ValueError(f"direction must be 'sat2map', 'map2sat' or '', got {direction!r}")
         self.num_downs, self.direction = num_downs, direction
@@ -112,7 +108,7 @@ class Pix2PixGenerator(HubModel, tags=["pix2pix"], pipeline_tag="image-to-image"
         self.down = nn.ModuleList()
         c_in = in_channels
         for i, c_out in enumerate(widths):
-            layers: list[nn.Module] = [GemmConv2d(c_in, c_out, 4, 2, 1, bias=i in (0, num_downs - 1))]
+            layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=i in (0, num_downs - 1))]
             if 0 < i < num_downs - 1:
                 layers.append(_norm(c_out))
             layers.append(nn.LeakyReLU(0.2))
@@ -122,7 +118,7 @@ class Pix2PixGenerator(HubModel, tags=["pix2pix"], pipeline_tag="image-to-image"
         self.up = nn.ModuleList()
         for i in reversed(range(1, num_downs)):
             c_skip_in = widths[i] if i == num_downs - 1 else widths[i] * 2
-            layers = [GemmConvTranspose2d(c_skip_in, widths[i - 1], 4, 2, 1, bias=False), _norm(widths[i - 1])]
+            layers = [nn.ConvTranspose2d(c_skip_in, widths[i - 1], 4, 2, 1, bias=False), _norm(widths[i - 1])]
             if i >= num_downs - 3 and dropout > 0:  # the three innermost decoder blocks
                 layers.append(nn.Dropout(dropout))
             layers.append(nn.ReLU())
@@ -134,6 +130,7 @@ class Pix2PixGenerator(HubModel, tags=["pix2pix"], pipeline_tag="image-to-image"
             # (classes, 3) in [-1, 1]; derived from the config, so not part of the state dict
             self.register_buffer("palette", torch.tensor(palette, dtype=torch.float32) / 127.5 - 1, persistent=False)
         self.class_names = list(class_names) if class_names is not None else None
+        self.outlines = dict(outlines or {})
         init_weights(self)
 
     @property
@@ -174,14 +171,21 @@ class Pix2PixGenerator(HubModel, tags=["pix2pix"], pipeline_tag="image-to-image"
     def forward(self, x: torch.Tensor, output: str = "rgb") -> torch.Tensor:
         """(B, in_channels, H, W) in [-1, 1] -> (B, 3, H, W) RGB in [-1, 1]; output="logits": the
         legend logits (B, classes, H, W), as `class_logits` (through forward, so wrappers such as
-        DistributedDataParallel see the call)."""
+        DistributedDataParallel see the call).
+
+        A legend generator's RGB: in training mode the palette colours weighted by the class
+        probabilities (differentiable, what the PatchGAN sees); in eval mode (after `from_pretrained`)
+        each pixel's most likely class in its colour - the crisp map."""
         if output == "logits":
             return self.class_logits(x)
         if output != "rgb":
             raise ValueError(f"output must be 'rgb' or 'logits', got {output!r}")
         if not self.predicts_classes:
             return self.unet(x)
-        return self.render(self.unet(x).float().softmax(dim=1))
+        logits = self.class_logits(x).float()
+        if self.training:
+            return self.render(logits.softmax(dim=1))
+        return self.render(F.one_hot(logits.argmax(dim=1), len(self.palette)).permute(0, 3, 1, 2))
 
 
 class PatchDiscriminator(HubModel, tags=["pix2pix"], pipeline_tag="image-classification"):

@@ -1,4 +1,5 @@
-"""The exact re-formulations in rsgan_hub.models.layers compute the functions they replace."""
+"""The faster forms in rsgan_hub.models.fast compute the functions of the plain layers they replace,
+and are applied by replacing modules that share the plain layers' parameters."""
 
 import pytest
 import torch
@@ -6,16 +7,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from rsgan_hub import DCGANGenerator, Pix2PixGenerator
-from rsgan_hub.models.layers import (GemmConv2d, GemmConvTranspose2d, PhaseConvTranspose2d, ResizeConv2d,
-                                     reference_layers)
-from rsgan_hub.pipelines import inference_copy
+from rsgan_hub.models.fast import (GemmConv2d, GemmConvTranspose2d, PhaseConvTranspose2d, ResizeConv2d,
+                                   inference_copy, training_layers)
 
 
 @pytest.mark.parametrize("kernel_size", [3, 5, 7])
 @pytest.mark.parametrize("bias", [False, True])
 def test_resize_conv_is_upsample_then_conv(kernel_size, bias):
     torch.manual_seed(0)
-    layer = ResizeConv2d(6, 5, kernel_size, bias=bias)
+    layer = ResizeConv2d(nn.Conv2d(6, 5, kernel_size, 1, kernel_size // 2, bias=bias))
     if bias:
         nn.init.normal_(layer[1].bias)
     x = torch.randn(2, 6, 7, 9, requires_grad=True)
@@ -32,12 +32,13 @@ def test_resize_conv_is_upsample_then_conv(kernel_size, bias):
         assert torch.allclose(layer.frozen()(x), reference, atol=1e-5)
 
 
-def test_resize_conv_keeps_state_dict_keys_and_rejects_even_kernels():
-    assert set(ResizeConv2d(4, 4, 5).state_dict()) == {"1.weight", "1.bias"}
+def test_resize_conv_keeps_state_dict_keys_and_rejects_other_convolutions():
+    assert set(ResizeConv2d(nn.Conv2d(4, 4, 5, 1, 2)).state_dict()) == {"1.weight", "1.bias"}
     keys = DCGANGenerator(image_size=64, channels=[32, 16, 8, 4], upsample="resize").state_dict()
-    assert "blocks.0.1.weight" in keys  # weights saved before the change still load
-    with pytest.raises(ValueError, match="odd"):
-        ResizeConv2d(4, 4, 4)
+    assert "blocks.0.1.weight" in keys  # the plain model's keys: weights load either way
+    for conv in (nn.Conv2d(4, 4, 4, 1, 2), nn.Conv2d(4, 4, 5, 2, 2), nn.Conv2d(4, 4, 5, 1, 0)):
+        with pytest.raises(ValueError, match="odd square kernel"):
+            ResizeConv2d(conv)
 
 
 @pytest.mark.parametrize("side", [1, 2, 4, 8, 32])
@@ -45,10 +46,9 @@ def test_gemm_layers_match_torch_in_training(side):
     """Small outputs take the matrix-product path, large ones oneDNN's: both must equal torch.nn's,
     values and gradients, in fp32 and under bf16 autocast."""
     torch.manual_seed(0)
-    conv, deconv = GemmConv2d(16, 12, 4, 2, 1), GemmConvTranspose2d(16, 12, 4, 2, 1)
-    for layer, plain_type, x_side in ((conv, nn.Conv2d, 2 * side), (deconv, nn.ConvTranspose2d, side)):
-        plain = plain_type(16, 12, 4, 2, 1)
-        plain.load_state_dict(layer.state_dict())
+    for plain, x_side in ((nn.Conv2d(16, 12, 4, 2, 1), 2 * side), (nn.ConvTranspose2d(16, 12, 4, 2, 1), side)):
+        layer = (GemmConv2d if type(plain) is nn.Conv2d else GemmConvTranspose2d).sharing(plain)
+        assert layer.weight is plain.weight and layer.bias is plain.bias
         x = torch.randn(2, 16, x_side, x_side).contiguous(memory_format=torch.channels_last).requires_grad_()
         out, reference = layer(x), plain(x)
         assert out.shape == reference.shape
@@ -62,13 +62,29 @@ def test_gemm_layers_match_torch_in_training(side):
         assert (fast.float() - slow.float()).abs().max() <= 0.05 * slow.float().abs().max()
 
 
-def test_reference_layers_swaps_classes_and_keeps_weights():
+def test_training_layers_replace_modules_and_share_the_weights():
+    """The model files are plain torch.nn; training_layers swaps in the fast forms in place, holding
+    the same parameters (state dict, optimizer and EMA see no change) and computing the same function."""
+    torch.manual_seed(0)
     g = Pix2PixGenerator(base_channels=4, num_downs=5)
+    assert not any(isinstance(m, (GemmConv2d, GemmConvTranspose2d)) for m in g.modules())  # a plain model file
+    plain = Pix2PixGenerator(base_channels=4, num_downs=5, dropout=0.0)
+    plain.load_state_dict(g.state_dict())
     before = {k: v.clone() for k, v in g.state_dict().items()}
-    assert any(isinstance(m, (GemmConv2d, GemmConvTranspose2d)) for m in g.modules())
-    reference_layers(g)
-    assert not any(isinstance(m, (GemmConv2d, GemmConvTranspose2d)) for m in g.modules())
-    assert all(torch.equal(before[k], v) for k, v in g.state_dict().items())
+    params = list(g.parameters())
+    training_layers(g)
+    assert isinstance(g.down[1][0], GemmConv2d) and isinstance(g.up[0][0], GemmConvTranspose2d)
+    assert all(a is b for a, b in zip(params, g.parameters()))  # the same Parameter objects
+    assert g.state_dict().keys() == before.keys() and all(torch.equal(before[k], v) for k, v in g.state_dict().items())
+    fast = Pix2PixGenerator(base_channels=4, num_downs=5, dropout=0.0)
+    fast.load_state_dict(g.state_dict())
+    training_layers(fast)
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    assert torch.allclose(fast(x), plain(x), atol=1e-5)  # in training mode, where the matrix products run
+    d = DCGANGenerator(image_size=64, channels=[32, 16, 8, 4], upsample="resize")
+    training_layers(d)
+    assert sum(isinstance(m, ResizeConv2d) for m in d.modules()) == 3
+    assert "blocks.0.1.weight" in d.state_dict()
 
 
 @pytest.mark.parametrize("bias", [False, True])
