@@ -236,8 +236,7 @@ def tile_function(generator: Pix2PixGenerator, precision: str = "auto") -> Calla
 def _translated_rows(generator: Pix2PixGenerator, rows, classes: bool):
     """translate_rows' strips as RGB (n, width, 3) uint8, or with classes=True as class ids
     (n, width) uint8. A legend generator's blended probabilities give each pixel its most likely
-    class, drawn in the palette colour (a crisp map); `classes` needs a legend generator."""
-    check_classes(generator, classes)
+    class, drawn in the palette colour (a crisp map); `classes` needs a legend generator (`check_classes`)."""
     if not generator.predicts_classes:
         yield from rows
         return
@@ -374,9 +373,7 @@ def translate_file(
     check_translator(generator, direction)
     check_tiling(tile, overlap, batch_size)
     check_classes(generator, classes)
-    fmt = output_format(output_path)  # fail on a bad suffix before any work
-    if classes and fmt == "JPEG":
-        raise ValueError("a class raster needs a lossless format: use .tif or .png, not JPEG")
+    output_format(output_path)  # fail on a bad suffix before any work (write_scene refuses a JPEG class raster)
     with open_scene(input_path, bands, max_pixels) as scene, torch.inference_mode():
         rows = translate_rows(tile_function(generator, precision), scene.height, scene.width, scene.read_rows,
                               tile, overlap, batch_size, progress, **blending(generator))

@@ -191,6 +191,7 @@ def check_common_flags(config: Any) -> None:
                      flag="--output_dir", overwrite_flag="--overwrite_output_dir")
     except (ValueError, FileExistsError) as err:
         raise SystemExit(f"error: {err}") from None
+    snapshot_minutes(config.snapshot_minutes)  # a bad list fails here, before anything is read
     if config.max_train_steps == 0 and not config.init_from:
         raise SystemExit("error: --max_train_steps 0 trains nothing (0 is only for --init_from: write the release "
                          "back out); none trains --num_epochs epochs")
@@ -490,6 +491,7 @@ class TrainingRun:
                                                      self.accelerator.device)
         set_seed(config.seed, device_specific=True)  # different latents per process
         self.device, self.step = self.accelerator.device, 0
+        self.snapshots_due = snapshot_minutes(config.snapshot_minutes)  # marks not yet saved
         self.total_batch = config.train_batch_size * self.accelerator.num_processes * config.gradient_accumulation_steps
 
     def check_data(self, num_items: int, what: str) -> None:
@@ -582,9 +584,7 @@ class TrainingRun:
     def save_snapshots(self, release: Callable[[], torch.nn.Module]) -> None:
         """After a step, main process: save `release()` to snapshot-<M>min/ for each of
         --snapshot_minutes (on --budget_clock) that has passed (budget studies)."""
-        due = getattr(self, "_snapshots", None)
-        if due is None:
-            due = self._snapshots = snapshot_minutes(getattr(self.config, "snapshot_minutes", ""))
+        due = self.snapshots_due
         minutes = self.clock.session_minutes(self.config.budget_clock) if due else 0.0
         while self.accelerator.is_main_process and due and minutes >= due[0]:
             release().save_pretrained(self.output_dir / f"snapshot-{due.pop(0):g}min")
@@ -592,7 +592,7 @@ class TrainingRun:
     def out_of_time(self) -> bool:
         """After a step: has --max_train_minutes (on --budget_clock) run out? The main process's clock
         decides for every process, so they all stop at the same step; then `stop()` has been called."""
-        limit = getattr(self.config, "max_train_minutes", None)
+        limit = self.config.max_train_minutes
         if limit is None:
             return False
         says = self.clock.session_minutes(self.config.budget_clock) >= limit

@@ -31,7 +31,7 @@ from rsgan_hub.models.dcgan import (DISCRIMINATOR_CHANNELS, DISCRIMINATOR_STRIDE
 from rsgan_hub.models.fast import training_layers
 from rsgan_hub.pipelines import latents
 from rsgan_hub.training import (RunFlags, TrainingRun, adopt_release_flags, check_common_flags, flag, freeze_blocks,
-                                load_release, parse_config, plain_copy, resolve_resume, save_grid, snapshot_minutes)
+                                load_release, parse_config, plain_copy, resolve_resume, save_grid)
 
 
 @dataclass
@@ -124,7 +124,6 @@ def recalibrate_batchnorm(generator: DCGANGenerator, num_batches: int = 4, batch
 def main(config: TrainConfig) -> None:
     # Flags: every check before anything is read or written; --init_from fixes the network flags.
     check_common_flags(config)
-    snapshot_minutes(config.snapshot_minutes)  # checked before anything is read
     released_g = released_d = None
     if config.init_from:
         released_g, released_d = load_release(config.init_from, DCGANGenerator, DCGANDiscriminator,

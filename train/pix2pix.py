@@ -36,7 +36,7 @@ from rsgan_hub.losses import (bce_discriminator_loss, bce_generator_loss, hinge_
 from rsgan_hub.models import PatchDiscriminator, Pix2PixGenerator
 from rsgan_hub.models.fast import training_layers
 from rsgan_hub.training import (RunFlags, TrainingRun, adopt_release_flags, check_common_flags, flag, freeze_blocks,
-                                load_release, parse_config, plain_copy, resolve_resume, save_grid, snapshot_minutes)
+                                load_release, parse_config, plain_copy, resolve_resume, save_grid)
 
 
 @dataclass
@@ -103,7 +103,6 @@ def release_flags(generator: Pix2PixGenerator, discriminator: PatchDiscriminator
 def main(config: TrainConfig) -> None:
     # Flags: every check before anything is read or written; --init_from fixes the network flags.
     check_common_flags(config)
-    snapshot_minutes(config.snapshot_minutes)
     if config.crop_size > config.load_size:
         raise SystemExit(f"error: --crop_size {config.crop_size} is larger than --load_size {config.load_size}")
     if config.legend and config.direction != "sat2map":

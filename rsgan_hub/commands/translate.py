@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> None:
 
     from ..geo import output_format, written_by_rsgan
     from ..models import Pix2PixGenerator
-    from ..pipelines import check_classes, translate_file
+    from ..pipelines import translate_file
 
     fmt = output_format(args.out)  # a bad suffix is the first thing to hear about
     if args.classes and fmt == "JPEG":
@@ -55,7 +55,6 @@ def run(args: argparse.Namespace) -> None:
     prepare_output(args.out, {"the input": args.input, "the model folder": args.model}, args.overwrite,
                    folder=False, ours=written_by_rsgan)
     generator = Pix2PixGenerator.from_pretrained(args.model)
-    check_classes(generator, args.classes)
     with tqdm(unit="tile", desc="translate", disable=None, leave=False) as bar:
         def progress(done: int, total: int) -> None:
             bar.total = total
