@@ -31,6 +31,11 @@ CANDIDATES = {  # name: (what it tests, extra train/dcgan.py flags)
     "kernel3": ("+ dihedral, 3x3 kernels in G and D", ["--dihedral", "--kernel_size", "3"]),
     "batch32": ("+ dihedral, batch 32 (twice the steps)", ["--dihedral", "--train_batch_size", "32"]),
     "no-color": ("+ dihedral, DiffAugment without colour", ["--dihedral", "--diffaugment", "translation,cutout"]),
+    # Continuing the bundled release (light): as it is, or with bilinear instead of nearest resizes
+    # (the same weights; bench/dcgan_texture.py traced its 16-px texture to the nearest-resized start grid).
+    "continue": ("the bundled release, trained on", ["--init_from", str(ROOT / "pretrained/dcgan")]),
+    "continue-bilinear": ("the bundled release, trained on with bilinear resizes",
+                          ["--init_from", str(ROOT / "pretrained/dcgan"), "--upsample", "bilinear"]),
 }
 SAMPLE_CLASSES = ["Desert", "Forest", "Farmland", "DenseResidential", "Beach", "River", "Airport", "Parking"]
 

@@ -26,6 +26,7 @@ import torch
 from PIL import Image
 
 from rsgan_hub import DCGANGenerator
+from rsgan_hub.models.dcgan import RESIZE_MODES
 from rsgan_hub.pipelines import latents
 
 
@@ -47,8 +48,8 @@ def main() -> None:
     parser.add_argument("--num-images", type=int, default=120)
     args = parser.parse_args()
     g = DCGANGenerator.from_pretrained(args.model).eval()
-    if g.init_config["upsample"] != "resize":
-        raise SystemExit("the probes assume resize + conv upsampling (the default recipe)")
+    if g.init_config["upsample"] not in RESIZE_MODES:
+        raise SystemExit("the probes assume resize + conv upsampling (nearest or bilinear)")
     n = args.num_images
     z = latents(range(n), g.latent_dim)
     labels = torch.arange(n) % g.num_classes if g.num_classes else None

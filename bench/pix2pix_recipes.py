@@ -1,13 +1,15 @@
-"""satellite -> map recipe study at equal CPU budget: each candidate trains with `train/pix2pix.py` for
-the same CPU-minutes (one thread each, this process's CPU time, data decoding included: fair when runs
-share the cores), saving its generator at every budget mark; each snapshot is scored with `rsgan
-evaluate` on a validation band of tile rows carved from the train split (never the test rows), and a
-table (markdown), a legend-mIoU-vs-budget plot and each candidate's map of the drawn example scene
-(`examples/drawn_scene.png`: the Mumbai imagery has no licence to show) are written.
+"""pix2pix recipe study at equal CPU budget, satellite -> map or (`--direction map2sat`) map -> satellite:
+each candidate trains with `train/pix2pix.py` for the same CPU-minutes (one thread each, this process's
+CPU time, data decoding included: fair when runs share the cores), saving its generator at every budget
+mark; each snapshot is scored with `rsgan evaluate` on a validation band of tile rows carved from the
+train split (never the test rows), and a table (markdown), a plot of the main metric (legend mIoU; L1
+for map2sat) against budget and each candidate's translation of the drawn example
+(`examples/drawn_scene.png` or `drawn_map.png`: the Mumbai imagery has no licence to show) are written.
 
     rsgan dataset pairs <mumbai_train with tile rows 30-37 left out> --test-rows 26:30 --out /tmp/p2p/study
     python bench/pix2pix_recipes.py --data /tmp/p2p/study --work /tmp/p2p/runs          # ~45 min on 2 cores
     python bench/pix2pix_recipes.py --data /tmp/p2p/study --work /tmp/p2p/runs --report-only --figures bench/figures
+    python bench/pix2pix_recipes.py --direction map2sat --data /tmp/p2p/study --work /tmp/m2s/runs --minutes 5 10
 
 The study dataset's "test" split is the validation band (rows 26-29 of the Mumbai grid); its "train"
 split is every other row above 30. The shipped models' test rows (30-37) are not in it at all.
@@ -29,26 +31,39 @@ CANDIDATES = {  # name: (what it tests, extra train/pix2pix.py flags)
     "legend-ce": ("legend classes, cross-entropy only (no discriminator: more steps)", ["--legend", "--lambda_gan", "0"]),
     "legend-b4": ("legend classes + GAN, 4 pairs per step", ["--legend", "--train_batch_size", "4"]),
 }
+MAP2SAT_CANDIDATES = {  # map -> satellite: the paper's L1 + GAN throughout
+    "rgb": ("the shipped recipe: 1 pair per step, transposed-conv decoder", []),
+    "b4": ("4 pairs per step", ["--train_batch_size", "4"]),
+    "b4-lr": ("4 pairs per step, learning rate 4e-4", ["--train_batch_size", "4", "--learning_rate", "4e-4"]),
+    "resize-b4": ("4 pairs per step, nearest resize + 3x3 conv decoder",
+                  ["--train_batch_size", "4", "--upsample", "resize"]),
+}
 COMMON = ["--base_channels", "32", "--discriminator_channels", "32"]  # the shipped model's widths
-KEYS = ["legend_miou", "nonbg_legend_acc", "iou_building", "iou_road", "iou_water", "pixel_acc_16"]
+KEYS = {"sat2map": ["legend_miou", "nonbg_legend_acc", "iou_building", "iou_road", "iou_water", "pixel_acc_16"],
+        "map2sat": ["l1", "ssim", "fid", "kid_mean", "psnr"]}
+BASELINE = {"sat2map": "constant background", "map2sat": "blurred legend-mean satellite"}
 
 
-def train(names: list[str], data: str, work: Path, minutes: list[float]) -> None:
+def train(names: list[str], data: str, work: Path, minutes: list[float], direction: str) -> None:
     """Run the candidates side by side, one thread each, until the largest budget mark."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     marks = ",".join(f"{m:g}" for m in minutes[:-1])
     procs = []
     for name in names:
-        cmd = [sys.executable, str(ROOT / "train/pix2pix.py"), "--dataset", data, "--direction", "sat2map",
+        cmd = [sys.executable, str(ROOT / "train/pix2pix.py"), "--dataset", data, "--direction", direction,
                "--output_dir", str(work / name), "--max_train_steps", "10000000", "--validation_split", "test",
                "--max_train_minutes", f"{minutes[-1]:g}", "--budget_clock", "cpu", "--snapshot_minutes", marks,
                "--sample_every", "500", "--checkpointing_steps", "10000000", "--dataloader_num_workers", "0",
-               "--report_to", "none", *COMMON, *CANDIDATES[name][1]]
+               "--report_to", "none", *COMMON, *candidates(direction)[name][1]]
         log = open(work / f"{name}.log", "w")
         procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT))
     for p in procs:
         if p.wait():
             raise SystemExit(f"a candidate failed: see {work}/*.log")
+
+
+def candidates(direction: str) -> dict:
+    return CANDIDATES if direction == "sat2map" else MAP2SAT_CANDIDATES
 
 
 def snapshot(work: Path, name: str, minute: float, minutes: list[float]) -> Path:
@@ -73,53 +88,65 @@ def steps_of(run: Path) -> int:
     return int(lines[-1].split(",")[0]) if len(lines) > 1 else 0
 
 
-def report(names: list[str], work: Path, minutes: list[float], figures: Path | None) -> str:
+PRIMARY = {"sat2map": ("legend_miou", "mIoU", "legend mIoU (validation rows)"),
+           "map2sat": ("l1", "L1", "L1 to the real tile, 0-255 (validation rows)")}
+FIGURES = {"sat2map": ("pix2pix_recipes_miou.png", "pix2pix_recipes_samples.png", "drawn_scene.png"),
+           "map2sat": ("map2sat_recipes_l1.png", "map2sat_recipes_samples.png", "drawn_map.png")}
+
+
+def report(names: list[str], work: Path, minutes: list[float], figures: Path | None, direction: str = "sat2map") -> str:
     results = {(n, m): json.loads((work / "eval" / f"{n}-{m:g}.json").read_text()) for n in names for m in minutes}
-    head = ["candidate", "steps"] + [f"mIoU@{m:g}" for m in minutes] + [k for k in KEYS[1:]]
+    key, short, _ = PRIMARY[direction]
+    rest = [k for k in KEYS[direction] if k != key]
+    head = ["candidate", "steps"] + [f"{short}@{m:g}" for m in minutes] + rest
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def cells(metrics: dict) -> list[str]:
+        return [f"{metrics[k]:.3f}" if metrics.get(k) is not None else "-" for k in rest]
+
     for n in names:
-        last = results[(n, minutes[-1])]
         lines.append("| " + " | ".join([f"`{n}`", str(steps_of(work / n))]
-                                       + [f"{results[(n, m)]['legend_miou']:.3f}" for m in minutes]
-                                       + [f"{last[k]:.3f}" if last.get(k) is not None else "-" for k in KEYS[1:]]) + " |")
+                                       + [f"{results[(n, m)][key]:.3f}" for m in minutes]
+                                       + cells(results[(n, minutes[-1])])) + " |")
     base = results[(names[0], minutes[-1])]["baseline"]
-    lines.append("| constant background | - | " + " | ".join([f"{base['legend_miou']:.3f}"] * len(minutes)) + " | "
-                 + " | ".join(f"{base[k]:.3f}" if base.get(k) is not None else "-" for k in KEYS[1:]) + " |")
+    lines.append(f"| {BASELINE[direction]} | - | " + " | ".join([f"{base[key]:.3f}"] * len(minutes)) + " | "
+                 + " | ".join(cells(base)) + " |")
     if figures is not None:
         figures.mkdir(parents=True, exist_ok=True)
-        plot(results, names, minutes, figures / "pix2pix_recipes_miou.png")
-        sample_strip(names, work, figures / "pix2pix_recipes_samples.png")
+        plot_name, strip_name, example = FIGURES[direction]
+        plot(results, names, minutes, figures / plot_name, direction)
+        sample_strip(names, work, figures / strip_name, example)
     return "\n".join(lines)
 
 
-def plot(results: dict, names: list[str], minutes: list[float], path: Path) -> None:
+def plot(results: dict, names: list[str], minutes: list[float], path: Path, direction: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    key, _, label = PRIMARY[direction]
     fig, ax = plt.subplots(figsize=(5, 3.2), dpi=120)
     for n in names:
-        ax.plot(minutes, [results[(n, m)]["legend_miou"] for m in minutes], marker="o", label=n)
-    ax.axhline(results[(names[0], minutes[-1])]["baseline"]["legend_miou"], color="grey", ls="--",
-               label="constant background")
+        ax.plot(minutes, [results[(n, m)][key] for m in minutes], marker="o", label=n)
+    ax.axhline(results[(names[0], minutes[-1])]["baseline"][key], color="grey", ls="--", label=BASELINE[direction])
     ax.set_xlabel("CPU-minutes of training (one thread)")
-    ax.set_ylabel("legend mIoU (validation rows)")
+    ax.set_ylabel(label)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
 
 
-def sample_strip(names: list[str], work: Path, path: Path) -> None:
-    """The drawn example scene, then each candidate's map of it (fp32), side by side, labelled."""
+def sample_strip(names: list[str], work: Path, path: Path, example: str) -> None:
+    """The drawn example (scene or map), then each candidate's translation of it (fp32), side by side, labelled."""
     from PIL import Image, ImageDraw
 
     from rsgan_hub import Pix2PixGenerator, translate_image
 
-    scene = Image.open(ROOT / "examples" / "drawn_scene.png").convert("RGB")
-    tiles = [("drawn scene", scene)] + [(n, translate_image(Pix2PixGenerator.from_pretrained(work / n), scene,
-                                                            precision="fp32")) for n in names]
+    source = Image.open(ROOT / "examples" / example).convert("RGB")
+    tiles = [(f"drawn {Path(example).stem.split('_')[1]}", source)] + [
+        (n, translate_image(Pix2PixGenerator.from_pretrained(work / n), source, precision="fp32")) for n in names]
     side, label = 256, 18
     strip = Image.new("RGB", (len(tiles) * (side + 4), side + label), "white")
     draw = ImageDraw.Draw(strip)
@@ -133,16 +160,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="paired dataset whose 'test' split is the validation band")
     parser.add_argument("--work", required=True, type=Path, help="runs, snapshots and evaluations (outside the repo)")
-    parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
+    parser.add_argument("--direction", choices=["sat2map", "map2sat"], default="sat2map")
+    parser.add_argument("--candidates", nargs="+", default=None,
+                        help=f"sat2map: {', '.join(CANDIDATES)}; map2sat: {', '.join(MAP2SAT_CANDIDATES)} (default: all)")
     parser.add_argument("--minutes", nargs="+", type=float, default=[5, 10, 20], help="budget marks (CPU-minutes)")
     parser.add_argument("--report-only", action="store_true", help="only the table (and --figures) from the evaluations")
     parser.add_argument("--figures", type=Path, default=None, help="write the plot here")
     args = parser.parse_args()
+    known = candidates(args.direction)
+    args.candidates = args.candidates or list(known)
+    unknown = sorted(set(args.candidates) - set(known))
+    if unknown:
+        parser.error(f"unknown {args.direction} candidates {unknown}; known: {', '.join(known)}")
     args.work.mkdir(parents=True, exist_ok=True)
     if not args.report_only:
-        train(args.candidates, args.data, args.work, args.minutes)
+        train(args.candidates, args.data, args.work, args.minutes, args.direction)
         evaluate(args.candidates, args.data, args.work, args.minutes)
-    print(report(args.candidates, args.work, args.minutes, args.figures))
+    print(report(args.candidates, args.work, args.minutes, args.figures, args.direction))
 
 
 if __name__ == "__main__":

@@ -202,11 +202,11 @@ def test_rsgan_evaluate_scene_generator(tmp_path, capsys):
 
 
 def write_pairs(root, n=3, size=32):
-    """Side-by-side satellite | map pairs in train/ and test/ folders."""
+    """Side-by-side satellite | map pairs in train/ and test/ folders (the same maps, other imagery)."""
     for split in ("train", "test"):
         (root / split).mkdir(parents=True)
         for i in range(n):
-            satellite = tensor_to_pil(textures(1, size=size, seed=i)[0])
+            satellite = tensor_to_pil(textures(1, size=size, seed=i + (100 if split == "test" else 0))[0])
             map_image = tensor_to_pil(legend_map(size, size)[0].float().div(127.5).sub(1))
             pair = Image.new("RGB", (2 * size, size))
             pair.paste(satellite, (0, 0))
@@ -226,9 +226,34 @@ def test_rsgan_evaluate_translator(tmp_path, direction):
     results = json.loads(out.read_text())
     keys = ({"pixel_acc_8", "pixel_acc_16", "pixel_acc_32", "nonbg_acc_16", "legend_miou", "nonbg_legend_acc", "rmse"}
             | {f"iou_{name}" for name in PREDICTED_CLASSES} if direction == "sat2map" else {"l1", "rmse", "psnr", "ssim", "fid", "kid_mean"})
-    assert set(results) - {"baseline", "info"} == keys and set(results["baseline"]) == keys
+    assert set(results) - {"baseline", "info", "reference"} == keys and set(results["baseline"]) == keys
     if direction == "sat2map":  # the synthetic maps, scaled to 16 px: a quarter water, the rest near-white
         assert results["baseline"]["pixel_acc_16"] == 13 / 16 and results["baseline"]["legend_miou"] == 0.125
+        assert "reference" not in results
+    else:  # real train tiles against the real test tiles: the FID/KID floor
+        reference = results["reference"]
+        assert (reference["split"], reference["num_images"]) == ("train", 3) and reference["fid"] >= 0
+
+
+def test_map2sat_reference_is_real_against_real(tmp_path, capsys):
+    """The real-vs-real floor compares the right images: the test tiles against themselves score FID ~0,
+    far below the train tiles against them; `--reference-split none` leaves it out."""
+    write_pairs(tmp_path / "pairs", size=16)
+    tiny_classifier().save_pretrained(tmp_path / "classifier")
+    generator, _ = tiny_pix2pix(direction="map2sat")
+    generator.save_pretrained(tmp_path / "p")
+    common = ["evaluate", "--model", str(tmp_path / "p"), "--dataset", str(tmp_path / "pairs"),
+              "--classifier", str(tmp_path / "classifier")]
+    assert main([*common, "--reference-split", "test", "--out", str(tmp_path / "same.json")]) == 0
+    assert "real vs real: 3 real test tiles" in capsys.readouterr().out
+    assert main([*common, "--out", str(tmp_path / "train.json")]) == 0  # other imagery, the same maps
+    same, other = (json.loads((tmp_path / f"{name}.json").read_text())["reference"]["fid"]
+                   for name in ("same", "train"))
+    assert abs(same) < other / 10
+    assert main([*common, "--reference-split", "none", "--out", str(tmp_path / "none.json")]) == 0
+    assert "reference" not in json.loads((tmp_path / "none.json").read_text())
+    assert main([*common, "--reference-split", "validation", "--out", str(tmp_path / "bad.json")]) == 1
+    assert "no split 'validation'; available: " in capsys.readouterr().err
 
 
 def test_rsgan_evaluate_clear_errors(tmp_path, capsys):

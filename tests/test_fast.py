@@ -107,3 +107,33 @@ def test_inference_copy_uses_the_reformulations():
     z = torch.randn(3, g.latent_dim)
     with torch.inference_mode():
         assert torch.allclose(fast(z), g(z), atol=1e-5)
+
+
+def test_bilinear_resize_blocks_stay_plain_and_copy_exactly():
+    """ResizeConv2d folds only nearest resizes: a bilinear generator keeps its Upsample + Conv2d
+    blocks in training and in its inference copy, which computes the same images."""
+    g = DCGANGenerator(image_size=64, channels=[32, 16, 8, 4], upsample="bilinear")
+    assert not ResizeConv2d.fits(g.blocks[0])
+    training_layers(g)
+    assert not any(isinstance(m, ResizeConv2d) for m in g.modules())
+    assert [m.mode for m in g.modules() if isinstance(m, nn.Upsample)] == ["bilinear"] * 3
+    g.eval()
+    z = torch.randn(3, g.latent_dim)
+    with torch.inference_mode():
+        assert torch.allclose(inference_copy(g, "fp32")(z), g(z), atol=1e-5)
+
+
+def test_unet_resize_decoder_gets_the_subpixel_form():
+    """A resize-decoder U-Net: training_layers turns each resize + 3x3 conv into ResizeConv2d
+    (the same function in training mode, shared parameters); its inference copy matches eval mode."""
+    torch.manual_seed(0)
+    plain = Pix2PixGenerator(base_channels=4, num_downs=5, dropout=0.0, upsample="resize")
+    fast = Pix2PixGenerator(base_channels=4, num_downs=5, dropout=0.0, upsample="resize")
+    fast.load_state_dict(plain.state_dict())
+    training_layers(fast)
+    assert sum(isinstance(m, ResizeConv2d) for m in fast.modules()) == 5
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    assert torch.allclose(fast(x), plain(x), atol=1e-5)
+    plain.eval()
+    with torch.inference_mode():
+        assert torch.allclose(inference_copy(plain, "fp32")(x), plain(x), atol=1e-5)

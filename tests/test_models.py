@@ -58,7 +58,7 @@ def test_dcgan_conditional_and_resize_upsampling(seeded):
     ({"image_size": 100}, "image_size must be one of"),
     ({"channels": [8, 8]}, "needs 5 channels"),
     ({"num_classes": 2, "class_names": ["a"]}, "1 class_names"),
-    ({"upsample": "bilinear"}, "upsample must be"),
+    ({"upsample": "bicubic"}, "upsample must be one of"),
 ])
 def test_dcgan_bad_config(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -82,6 +82,21 @@ def test_pix2pix_any_size(hw, seeded):
     if min(hw) >= 32:  # the PatchGAN needs more than one pixel per instance-norm channel
         logits = d(torch.cat([x, y], 1))
         assert logits.shape == (2, 1, *d.output_shape(*hw))
+
+
+def test_pix2pix_resize_decoder(seeded):
+    """upsample="resize": every decoder layer is a nearest 2x resize + 3x3 convolution - no transposed
+    convolution left - with the same shapes, any input size, and the legend head too."""
+    g, _ = tiny_pix2pix(upsample="resize")
+    assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in g.modules())
+    resizes = [m for m in g.modules() if isinstance(m, torch.nn.Upsample)]
+    assert len(resizes) == len(g.up) + 1 and all(m.mode == "nearest" for m in resizes)
+    x = torch.rand(2, 3, 37, 50) * 2 - 1
+    assert g(x).shape == x.shape
+    legend, _ = tiny_pix2pix(upsample="resize", palette=[[0, 0, 0], [255, 255, 255]])
+    assert legend(x, output="logits").shape == (2, 2, 37, 50)
+    with pytest.raises(ValueError, match="upsample must be"):
+        Pix2PixGenerator(upsample="bilinear")
 
 
 def test_patch_discriminator_default_is_70px_patchgan():

@@ -120,6 +120,22 @@ def test_zero_step_continue_from_a_repo_id_loses_nothing(data, release, tmp_path
         assert torch.equal(again[key], value), key
 
 
+def test_a_release_switches_between_nearest_and_bilinear_resizes(data, release, tmp_path):
+    """Nearest and bilinear resize + conv share their weights, so --upsample may switch between them
+    on --init_from (the weights carry over unchanged, the function changes); transposed may not."""
+    out = tmp_path / "bilinear"
+    check(launch("dcgan.py", ["--dataset", str(data / "release"), "--init_from", str(release), "--output_dir", str(out),
+                              "--upsample", "bilinear", "--max_train_steps", "0"], tmp_path))
+    old, new = DCGANGenerator.from_pretrained(release), DCGANGenerator.from_pretrained(out)
+    assert (old.init_config["upsample"], new.init_config["upsample"]) == ("resize", "bilinear")
+    for key, value in old.state_dict().items():
+        assert torch.equal(new.state_dict()[key], value), key
+    z, labels = torch.randn(2, 8, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1])
+    with torch.no_grad():
+        assert not torch.allclose(new(z, labels), old(z, labels), atol=1e-3)
+    assert "bilinear" in (out / "README.md").read_text()
+
+
 def test_pix2pix_continues_a_release_and_checks_its_direction(data, tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
     check(launch("pix2pix.py", ["--dataset", str(data / "pairs"), "--output_dir", str(first), "--direction", "map2sat",
@@ -155,6 +171,7 @@ def test_bad_init_from_is_one_line_and_writes_nothing(data, release, tmp_path):
         ("dcgan.py", "user/tiny-dcgn"): "user/tiny-dcgn: not a local folder, and not loadable from the Hub",
         ("dcgan.py", f"{release} --image_size 128"): "--image_size 128 contradicts the release",
         ("dcgan.py", f"{release} --no-conditional"): "--no-conditional contradicts the release",
+        ("dcgan.py", f"{release} --upsample transposed"): "--upsample transposed contradicts the release",
         ("dcgan.py", f"{tmp_path / 'unconditional'} --conditional"): "--conditional contradicts the release",
         ("dcgan.py", f"{release} --dataset {data / 'flat'}"): f"is class-conditional, but {data / 'flat'} has none",
         ("dcgan.py", f"{release} --freeze_discriminator_layers 6"): "the discriminator has 6 blocks",

@@ -27,7 +27,8 @@ from rsgan_hub.losses import (bce_discriminator_loss, bce_generator_loss, hinge_
                               hinge_generator_loss)
 from rsgan_hub.models import DCGANDiscriminator, DCGANGenerator
 from rsgan_hub.models.dcgan import (DISCRIMINATOR_CHANNELS, DISCRIMINATOR_STRIDES, GENERATOR_CHANNELS, START_SIZE,
-                                    SUPPORTED_SIZES, discriminator_layers, with_classes)
+                                    RESIZE_MODES, SUPPORTED_SIZES, UPSAMPLE_MODES,
+                                    discriminator_layers, with_classes)
 from rsgan_hub.models.fast import training_layers
 from rsgan_hub.pipelines import latents
 from rsgan_hub.training import (RunFlags, TrainingRun, adopt_release_flags, check_common_flags, flag, freeze_blocks,
@@ -52,7 +53,8 @@ class TrainConfig(RunFlags):
     discriminator_channels: list = flag(DISCRIMINATOR_CHANNELS["default"], "width per discriminator convolution (5)",
                                         minimum=1)
     kernel_size: int = flag(5, "convolution kernel size of both networks (odd)", minimum=1)
-    upsample: str = flag("resize", "nearest resize + conv, or stride-2 transposed conv", choices=["resize", "transposed"])
+    upsample: str = flag("resize", "nearest resize + conv, bilinear resize + conv, or stride-2 transposed conv",
+                         choices=list(UPSAMPLE_MODES))
     discriminator_norm: str = flag("none", "discriminator normalisation", choices=["batch", "instance", "none"])
     spectral_norm: bool = flag(True, "spectral normalisation in the discriminator")
     sync_batchnorm: bool = flag(False, "SyncBatchNorm across GPU processes (default: per-process batch norm)")
@@ -128,7 +130,12 @@ def main(config: TrainConfig) -> None:
     if config.init_from:
         released_g, released_d = load_release(config.init_from, DCGANGenerator, DCGANDiscriminator,
                                               config.fresh_discriminator, config.freeze_discriminator_layers)
-        adopt_release_flags(config, release_flags(released_g, released_d), config.init_from)
+        fixed = release_flags(released_g, released_d)
+        if "upsample" in getattr(config, "explicit_flags", ()) and {config.upsample, fixed["upsample"]} <= RESIZE_MODES:
+            # nearest and bilinear resize + conv have the same weights: a release may switch between them
+            del fixed["upsample"]
+            released_g = plain_copy(released_g, upsample=config.upsample)
+        adopt_release_flags(config, fixed, config.init_from)
     if config.kernel_size % 2 == 0:
         raise SystemExit(f"error: --kernel_size must be odd, got {config.kernel_size}")
     if config.generator_channels is None:

@@ -57,6 +57,8 @@ class TrainConfig(RunFlags):
     base_channels: int = flag(64, "generator width of the first U-Net block", minimum=1)
     num_downs: int = flag(8, "U-Net depth (8: 256 px down to 1x1)", minimum=5)
     dropout: float = flag(0.5, "dropout in the three innermost decoder blocks", minimum=0)
+    upsample: str = flag("transposed", "decoder upsampling: 4x4 stride-2 transposed convs (the paper's) or nearest "
+                         "resize + 3x3 conv (no checkerboard)", choices=["transposed", "resize"])
     discriminator_channels: int = flag(64, "PatchGAN width of the first convolution", minimum=1)
     discriminator_layers: int = flag(3, "PatchGAN stride-2 layers (3: 70x70 patches)", minimum=1)
     legend: bool = flag(False, "sat2map: predict the map legend's classes (cross-entropy) instead of RGB (L1)")
@@ -93,7 +95,7 @@ def release_flags(generator: Pix2PixGenerator, discriminator: PatchDiscriminator
     """The network flags a release fixes (the discriminator's only when it has one)."""
     g = generator.init_config
     flags = dict(base_channels=g["base_channels"], num_downs=g["num_downs"], dropout=g["dropout"],
-                 legend=generator.predicts_classes)
+                 upsample=g.get("upsample", "transposed"), legend=generator.predicts_classes)
     if discriminator is not None:
         d = discriminator.init_config
         flags.update(discriminator_channels=d["base_channels"], discriminator_layers=d["num_layers"])
@@ -145,7 +147,7 @@ def main(config: TrainConfig) -> None:
     # optimizers and the constant-then-linear learning-rate schedules.
     if released_g is None:
         generator = Pix2PixGenerator(base_channels=config.base_channels, num_downs=config.num_downs,
-                                     dropout=config.dropout, direction=config.direction,
+                                     dropout=config.dropout, direction=config.direction, upsample=config.upsample,
                                      **(dict(palette=LEGEND_PALETTE, class_names=PREDICTED_CLASSES,
                                              outlines=LEGEND_OUTLINES) if config.legend else {}))
     else:

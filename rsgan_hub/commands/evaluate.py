@@ -25,8 +25,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="results JSON file (written atomically)")
     p.add_argument("--num-images", type=int, default=2000, help="generated scenes (default 2000)")
     p.add_argument("--reference-split", default="train",
-                   help="scenes: real split scored against --split as the floor ('none' to skip; default train); "
-                        "with --augmentation-gain, the split the real subsets are drawn from")
+                   help="real split scored against --split as the floor of FID/KID (scenes; map2sat: as many real "
+                        "satellite tiles); 'none' to skip; default train; with --augmentation-gain, the split "
+                        "the real subsets are drawn from")
     p.add_argument("--features", choices=["classifier", "inception"], default="classifier",
                    help="feature space of FID/KID/precision/recall (default: the shipped scene classifier)")
     p.add_argument("--classifier", default=None, help="another SceneClassifier folder or repo id")
@@ -80,16 +81,16 @@ def run(args: argparse.Namespace) -> None:
             raise UserError(f"{args.model} holds a {kind or 'model of unknown class'}; --augmentation-gain needs a "
                             "class-conditional DCGANGenerator")
         return run_gain(args, DCGANGenerator.from_pretrained(args.model))
+    reference = None if args.reference_split.lower() == "none" else args.reference_split
     if kind == "DCGANGenerator":
         model = DCGANGenerator.from_pretrained(args.model)
-        reference = None if args.reference_split.lower() == "none" else args.reference_split
         results = evaluate_scene_generator(model, args.dataset, args.split, args.num_images, reference,
                                            args.features, args.classifier, args.cas, args.cas_epochs,
                                            seed=args.seed)
     elif kind == "Pix2PixGenerator":
         model = Pix2PixGenerator.from_pretrained(args.model)
         results = evaluate_translator(model, args.dataset, args.split, args.direction, args.features,
-                                      args.classifier, args.max_pairs, seed=args.seed)
+                                      args.classifier, args.max_pairs, seed=args.seed, reference_split=reference)
     else:
         raise UserError(f"{args.model} holds a {kind or 'model of unknown class'}; rsgan evaluate scores "
                         "DCGANGenerator and Pix2PixGenerator models")

@@ -19,6 +19,15 @@ def card_metrics(results: dict) -> dict[str, float]:
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
 
 
+def reference_line(results: dict) -> str:
+    """A translator's real-vs-real floor of FID/KID (map2sat with a reference split), in words; "" if none."""
+    ref = results.get("reference")
+    if not isinstance(ref, dict):
+        return ""
+    return (f"real vs real: {ref['num_images']} real {ref['split']} tiles against the real tiles score "
+            f"FID {ref['fid']:.4g}, KID {ref['kid_mean']:.4g} (the floor at this sample size)")
+
+
 def format_table(results: dict, title: str = "") -> str:
     """A plain-text table: metric | model | baseline."""
     baseline = results.get("baseline") or {}
@@ -29,6 +38,8 @@ def format_table(results: dict, title: str = "") -> str:
     lines.append(f"{'metric':<{width}}  {'model':>10}  {'baseline':>10}")
     lines += [f"{k:<{width}}  {v:>10.4f}  {'' if b is None else format(b, '>10.4f')}" for k, v, b in rows]
     lines.append(f"baseline: {name}")
+    if line := reference_line(results):
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -64,6 +75,8 @@ def update_model_card(model_dir: str | Path, results: dict, dataset: str, split:
                      for k, v in metrics.items())
     section = (f"\n## Evaluation\n\nMeasured with `rsgan evaluate` on `{dataset}` ({split} split). Baseline: "
                f"{label}.\n\n| metric | model | baseline |\n|---|---|---|\n{rows}\n")
+    if line := reference_line(results):
+        section += f"\n{line[0].upper() + line[1:]}.\n"
     card.text = put_section(card.text, "Evaluation", section)
     with atomic_path(path) as tmp:
         card.save(tmp)

@@ -179,6 +179,7 @@ def evaluate_translator(
     max_pairs: int | None = None,
     batch_size: int = 4,
     seed: int = 0,
+    reference_split: str | None = None,
 ) -> dict:
     """Score a pix2pix generator on the pairs of `split`, beside the baseline of its direction.
 
@@ -188,22 +189,30 @@ def evaluate_translator(
         split (`str`, defaults to "test"): the pairs to score on.
         features / classifier: feature space of map->sat FID/KID (see `load_feature_extractor`).
         max_pairs (`int`, *optional*): score only the first `max_pairs` pairs.
+        reference_split (`str`, *optional*): map2sat - as many real satellite tiles of this split (e.g.
+            "train"), scored against the real tiles of `split` with the same FID/KID: the floor those
+            numbers have at this sample size (`results["reference"]`). Needs `dataset` as a spec or DatasetDict.
 
     Returns:
         sat2map: {"pixel_acc_8", "pixel_acc_16", "pixel_acc_32", "nonbg_acc_16", "legend_miou",
         "nonbg_legend_acc", "iou_<class>" per legend class but the labels, "rmse"};
         map2sat: {"l1", "rmse", "psnr", "ssim", "fid", "kid_mean"}; each with "baseline" (the same keys
-        for the constant-background / blurred-mean baseline) and "info".
+        for the constant-background / blurred-mean baseline) and "info"; map2sat with `reference_split`
+        also "reference" ({"fid", "kid_mean"} of real `reference_split` tiles against real `split` tiles).
     """
     direction = direction or generator.direction
     if direction not in ("sat2map", "map2sat"):
         raise ValueError("the generator records no direction: pass direction='sat2map' or 'map2sat'")
-    if isinstance(dataset, DatasetDict):
-        if split not in dataset:
-            raise ValueError(f"no split {split!r}; available: {', '.join(dataset)}")
-        dataset = dataset[split]
-    elif not isinstance(dataset, Dataset):
-        dataset = load_pair_dataset(dataset, split=split)
+    if reference_split is not None and direction == "map2sat" and isinstance(dataset, Dataset):
+        raise ValueError("reference_split needs the dataset as a spec or a DatasetDict, not one split")
+    splits = dataset if isinstance(dataset, DatasetDict) else None
+    if splits is None and not isinstance(dataset, Dataset):
+        splits = load_pair_dataset(dataset, split=None)
+    if splits is not None:
+        for name in (split, reference_split if direction == "map2sat" else None):
+            if name is not None and name not in splits:
+                raise ValueError(f"no split {name!r}; available: {', '.join(splits)}")
+        dataset = splits[split]
     if max_pairs is not None:
         dataset = dataset.select(range(min(max_pairs, len(dataset))))
     if len(dataset) == 0:
@@ -233,6 +242,15 @@ def evaluate_translator(
         for scores, name in ((results, "model"), (baseline_results, "baseline")):
             fk = fid_kid(feats["real"], feats[name], seed=seed)
             scores.update(fid=fk["fid"], kid_mean=fk["kid_mean"])
+        if reference_split is not None:
+            others = splits[reference_split]
+            others = others.select(range(min(len(dataset), len(others))))
+            reference = extract_features(extractor, (to_uint8(pil_to_tensor(example["satellite"]))[None].float()
+                                                     .div(127.5).sub(1) for example in others),
+                                         description=f"real {reference_split} features")
+            fk = fid_kid(feats["real"], reference, seed=seed)
+            results["reference"] = {"fid": fk["fid"], "kid_mean": fk["kid_mean"], "split": reference_split,
+                                    "num_images": len(others)}
     info = {"split": split, "direction": direction, "num_pairs": len(dataset),
             "baseline": "constant background colour" if direction == "sat2map" else "blurred legend-mean satellite",
             "seconds": round(time.perf_counter() - wall, 1), "cpu_seconds": round(time.process_time() - cpu, 1)}

@@ -56,6 +56,10 @@ def _check_size(image_size: int) -> None:
         raise ValueError(f"image_size must be one of {SUPPORTED_SIZES}, got {image_size}")
 
 
+UPSAMPLE_MODES = ("resize", "bilinear", "transposed")
+RESIZE_MODES = {"resize", "bilinear"}  # resize + conv: the same weights either way
+
+
 class DCGANGenerator(HubModel, tags=["dcgan"], pipeline_tag="unconditional-image-generation"):
     """Latent vector (and optional class) -> RGB image in [-1, 1].
 
@@ -65,7 +69,8 @@ class DCGANGenerator(HubModel, tags=["dcgan"], pipeline_tag="unconditional-image
         channels: dense width, then the width after each 2x upsampling block
             (len = log2(image_size / 8) + 1); defaults to the project's recipe (`GENERATOR_CHANNELS`).
         kernel_size: convolution kernel size.
-        upsample: "resize" (nearest-neighbour 2x resize then convolution, the default) or "transposed"
+        upsample: "resize" (nearest-neighbour 2x resize then convolution, the default), "bilinear"
+            (bilinear 2x resize then convolution: no blocks at the start grid's period) or "transposed"
             (stride-2 transposed convolutions, the original). `DCGANGenerator.seed()`: the original network.
         num_classes: 0 for an unconditional model; > 0 adds a class embedding.
         class_names: names of the classes, stored in config.json so users can ask by name.
@@ -94,8 +99,8 @@ class DCGANGenerator(HubModel, tags=["dcgan"], pipeline_tag="unconditional-image
     ):
         super().__init__()
         _check_size(image_size)
-        if upsample not in ("transposed", "resize"):
-            raise ValueError(f"upsample must be 'transposed' or 'resize', got {upsample!r}")
+        if upsample not in UPSAMPLE_MODES:
+            raise ValueError(f"upsample must be one of {', '.join(UPSAMPLE_MODES)}, got {upsample!r}")
         channels = list(channels or GENERATOR_CHANNELS["default"][image_size])
         num_blocks = int(math.log2(image_size // START_SIZE))
         if len(channels) != num_blocks + 1:
@@ -116,7 +121,8 @@ class DCGANGenerator(HubModel, tags=["dcgan"], pipeline_tag="unconditional-image
             if upsample == "transposed":
                 up = nn.ConvTranspose2d(c_in, c_out, kernel_size, 2, pad, output_padding=1, bias=False)
             else:
-                up = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
+                mode = "nearest" if upsample == "resize" else "bilinear"
+                up = nn.Sequential(nn.Upsample(scale_factor=2, mode=mode),
                                    nn.Conv2d(c_in, c_out, kernel_size, 1, pad, bias=False))
             blocks += [up, nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2)]
         self.blocks = nn.Sequential(*blocks)

@@ -48,6 +48,13 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple
     return x, (h, w)
 
 
+def _upsampling(c_in: int, c_out: int, upsample: str, bias: bool = True) -> nn.Module:
+    """One 2x upsampling layer of the U-Net decoder."""
+    if upsample == "transposed":
+        return nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=bias)
+    return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_in, c_out, 3, 1, 1, bias=bias))
+
+
 class Pix2PixGenerator(HubModel, tags=["pix2pix"], pipeline_tag="image-to-image"):
     """U-Net: (B, in_channels, H, W) in [-1, 1] -> (B, out_channels, H, W) in [-1, 1], any H, W.
 
@@ -65,6 +72,9 @@ class Pix2PixGenerator(HubModel, tags=["pix2pix"], pipeline_tag="image-to-image"
         outlines: class name -> 8-bit RGB colour of that class's outline in whole-scene maps
             (`translate_image` draws a one-pixel border around each region of the class, as map
             styles draw buildings); the class ids and the metrics are unaffected.
+        upsample: how the decoder doubles the side - "transposed" (4x4 stride-2 transposed
+            convolutions, the paper's) or "resize" (nearest 2x resize then a 3x3 convolution: no
+            checkerboard from unevenly trained transposed-convolution phases, Odena et al. 2016).
     """
 
     card_title = "rsgan_hub pix2pix translator"
@@ -87,8 +97,11 @@ class Pix2PixGenerator(HubModel, tags=["pix2pix"], pipeline_tag="image-to-image"
         palette: list[list[int]] | None = None,
         class_names: list[str] | None = None,
         outlines: dict[str, list[int]] | None = None,
+        upsample: str = "transposed",
     ):
         super().__init__()
+        if upsample not in ("transposed", "resize"):
+            raise ValueError(f"upsample must be 'transposed' or 'resize', got {upsample!r}")
         if num_downs < 5:
             raise ValueError("num_downs must be >= 5")
         if palette is not None:
@@ -118,15 +131,15 @@ class Pix2PixGenerator(HubModel, tags=["pix2pix"], pipeline_tag="image-to-image"
         self.up = nn.ModuleList()
         for i in reversed(range(1, num_downs)):
             c_skip_in = widths[i] if i == num_downs - 1 else widths[i] * 2
-            layers = [nn.ConvTranspose2d(c_skip_in, widths[i - 1], 4, 2, 1, bias=False), _norm(widths[i - 1])]
+            layers = [_upsampling(c_skip_in, widths[i - 1], upsample, bias=False), _norm(widths[i - 1])]
             if i >= num_downs - 3 and dropout > 0:  # the three innermost decoder blocks
                 layers.append(nn.Dropout(dropout))
             layers.append(nn.ReLU())
             self.up.append(nn.Sequential(*layers))
         if palette is None:
-            self.to_image = nn.Sequential(nn.ConvTranspose2d(widths[0] * 2, out_channels, 4, 2, 1), nn.Tanh())
+            self.to_image = nn.Sequential(_upsampling(widths[0] * 2, out_channels, upsample), nn.Tanh())
         else:  # class logits; rendered through the palette in forward
-            self.to_image = nn.Sequential(nn.ConvTranspose2d(widths[0] * 2, len(palette), 4, 2, 1))
+            self.to_image = nn.Sequential(_upsampling(widths[0] * 2, len(palette), upsample))
             # (classes, 3) in [-1, 1]; derived from the config, so not part of the state dict
             self.register_buffer("palette", torch.tensor(palette, dtype=torch.float32) / 127.5 - 1, persistent=False)
         self.class_names = list(class_names) if class_names is not None else None
