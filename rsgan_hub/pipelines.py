@@ -223,7 +223,7 @@ def tile_function(generator: Pix2PixGenerator, precision: str = "auto") -> Calla
     def predict(part: torch.Tensor) -> torch.Tensor:
         part = part.to(dtype).contiguous(memory_format=torch.channels_last)
         if generator.predicts_classes:
-            return fast(part, output="logits").float().softmax(dim=1)
+            return torch.softmax(fast(part, output="logits"), dim=1, dtype=torch.float32)  # one pass from bf16
         return fast(part).float()
 
     def run(tiles: torch.Tensor) -> torch.Tensor:

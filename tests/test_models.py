@@ -54,6 +54,22 @@ def test_dcgan_conditional_and_resize_upsampling(seeded):
     assert not torch.allclose(out[0], out[1])
 
 
+def test_dcgan_condition_weight_blends_the_class_in(seeded):
+    """condition=0: G and D ignore the class (the unconditional start of transitional conditioning);
+    condition=1 is the default call; in between the class term is scaled."""
+    g, d = tiny_dcgan(64, num_classes=3, class_names=["a", "b", "c"])
+    g.eval(), d.eval()  # fixed batch-norm statistics and spectral-norm vectors
+    z, x = torch.randn(2, 8), torch.rand(2, 3, 64, 64) * 2 - 1
+    a, b = torch.tensor([0, 0]), torch.tensor([1, 2])
+    with torch.no_grad():
+        assert torch.equal(g(z, a, condition=0.0), g(z, b, condition=0.0))
+        assert not torch.allclose(g(z, a), g(z, b))
+        assert torch.equal(g(z, a), g(z, a, condition=1.0))
+        unconditional, full = d(x, a, condition=0.0), d(x, a)
+        assert torch.equal(unconditional, d(x, b, condition=0.0))
+        assert torch.allclose(d(x, a, condition=0.5), (unconditional + full) / 2, atol=1e-5)
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"image_size": 100}, "image_size must be one of"),
     ({"channels": [8, 8]}, "needs 5 channels"),

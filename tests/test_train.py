@@ -104,6 +104,20 @@ def test_dcgan_conditional_one_process(data, tmp_path):
     assert says(card, 4, "optimizer steps") and says(card, 16, "training images") and "](samples.png)" in card
 
 
+def test_dcgan_transitional_conditioning_ramps_the_class_in(data, tmp_path):
+    """--condition_transition 1,3: the class weight logged per step is 0 until step 1, then rises
+    linearly to 1 at step 3; the release is an ordinary conditional generator."""
+    out = tmp_path / "run"
+    check(launch("dcgan.py", ["--dataset", str(data / "scenes"), "--output_dir", str(out), "--conditional",
+                              "--condition_transition", "1,3", "--max_train_steps", "4", "--sample_every", "4",
+                              *TINY_DCGAN], tmp_path))
+    rows = [r.split(",") for r in (out / "losses.csv").read_text().splitlines()[1:]]
+    weights = {int(step): float(value) for step, name, value in rows if name == "condition"}
+    assert weights == {1: 0.0, 2: 0.0, 3: 0.5, 4: 1.0}  # logged after step n: the weight step n trained with
+    assert json.loads((out / "training_config.json").read_text())["condition_transition"] == "1,3"
+    assert DCGANGenerator.from_pretrained(out).class_names == ["Forest", "River"]
+
+
 def test_dcgan_seed_preset_two_processes(data, tmp_path):
     out = tmp_path / "run"
     result = check(launch("dcgan.py", ["--preset", "seed", "--dataset", str(data / "scenes"), "--output_dir", str(out),
@@ -202,6 +216,9 @@ def test_bad_flags_fail_before_anything_is_written(data, tmp_path):
         (pairs + ["--direction", "sideways"], 2, "argument --direction: invalid choice: 'sideways'"),
         (["dcgan.py", "--preset", "nope"], 2, "argument --preset: invalid choice: 'nope'"),
         (scenes + ["--max_train_steps", "0"], 1, "error: --max_train_steps 0 trains nothing"),
+        (scenes + ["--condition_transition", "10,20"], 1, "error: --condition_transition needs --conditional"),
+        (scenes + ["--conditional", "--condition_transition", "20,10"], 1, "needs 0 <= START < END, got '20,10'"),
+        (scenes + ["--conditional", "--condition_transition", "ten"], 1, "takes START,END optimizer steps"),
         (pairs + ["--crop_size", "300", "--load_size", "286"], 1, "error: --crop_size 300 is larger than --load_size 286"),
         (scenes + ["--generator_channels", "8", "8"], 1, "--generator_channels needs 5 widths at --image_size 128"),
         (scenes + ["--output_dir", str(tmp_path / "a_file")], 1, f"{tmp_path / 'a_file'} is a file, not a folder"),

@@ -47,6 +47,9 @@ class TrainConfig(RunFlags):
     # model
     image_size: int = flag(128, "generated image side", choices=list(SUPPORTED_SIZES))
     conditional: bool = flag(False, "class-conditional G and projection D (needs a label column)")
+    condition_transition: str = flag("", "transitional conditioning (Shahbazi et al. 2022): START,END optimizer "
+                                     "steps - unconditional until START, the class blended in linearly until END; "
+                                     "empty: conditioned from the start")
     latent_dim: int = flag(100, "length of the latent vector z", minimum=1)
     generator_channels: list = flag(None, "dense width, then width per 2x upsampling block (none: the preset's "
                                           "widths for --image_size)", minimum=1)
@@ -123,6 +126,30 @@ def recalibrate_batchnorm(generator: DCGANGenerator, num_batches: int = 4, batch
     generator.eval()
 
 
+def condition_schedule(spec: str, conditional: bool) -> tuple[int, int] | None:
+    """--condition_transition "START,END" -> (START, END), checked; "" -> None (conditioned throughout)."""
+    if not spec:
+        return None
+    if not conditional:
+        raise SystemExit("error: --condition_transition needs --conditional (a class-conditional GAN)")
+    try:
+        start, end = (int(part) for part in spec.split(","))
+    except ValueError:
+        raise SystemExit(f"error: --condition_transition takes START,END optimizer steps, e.g. 2000,4000; "
+                         f"got {spec!r}") from None
+    if not 0 <= start < end:
+        raise SystemExit(f"error: --condition_transition needs 0 <= START < END, got {spec!r}")
+    return start, end
+
+
+def condition_weight(transition: tuple[int, int] | None, step: int) -> float:
+    """How much of the class the networks see at optimizer step `step`: 0 before START, 1 from END."""
+    if transition is None:
+        return 1.0
+    start, end = transition
+    return min(max((step - start) / (end - start), 0.0), 1.0)
+
+
 def main(config: TrainConfig) -> None:
     # Flags: every check before anything is read or written; --init_from fixes the network flags.
     check_common_flags(config)
@@ -136,6 +163,7 @@ def main(config: TrainConfig) -> None:
             del fixed["upsample"]
             released_g = plain_copy(released_g, upsample=config.upsample)
         adopt_release_flags(config, fixed, config.init_from)
+    transition = condition_schedule(config.condition_transition, config.conditional)
     if config.kernel_size % 2 == 0:
         raise SystemExit(f"error: --kernel_size must be odd, got {config.kernel_size}")
     if config.generator_channels is None:
@@ -238,11 +266,12 @@ def main(config: TrainConfig) -> None:
         real = batch["image"].to(memory_format=memory_format)  # (B, 3, S, S)
         labels = batch["label"] if num_classes else None  # (B,) or None
         z = torch.randn(real.shape[0], config.latent_dim, device=device)
+        condition = condition_weight(transition, run.step)  # 1 unless --condition_transition
         with accelerator.accumulate(generator, discriminator):
             # (1) Update D: push D(x) up and D(G(z)) down
-            fake = generator(z, labels)  # (B, 3, S, S)
-            real_logits = discriminator(d_input(real), labels)
-            fake_logits = discriminator(d_input(fake.detach()), labels)
+            fake = generator(z, labels, condition)  # (B, 3, S, S)
+            real_logits = discriminator(d_input(real), labels, condition)
+            fake_logits = discriminator(d_input(fake.detach()), labels, condition)
             if config.loss == "hinge":
                 loss_d = hinge_discriminator_loss(real_logits, fake_logits)
             else:
@@ -253,7 +282,7 @@ def main(config: TrainConfig) -> None:
 
             # (2) Update G: make D call G(z) real. D is frozen so no gradient lands in it.
             discriminator.requires_grad_(False)
-            fake_logits = discriminator(d_input(fake), labels)
+            fake_logits = discriminator(d_input(fake), labels, condition)
             loss_g = hinge_generator_loss(fake_logits) if config.loss == "hinge" else bce_generator_loss(fake_logits)
             accelerator.backward(loss_g)
             optimizer_g.step()
@@ -266,9 +295,15 @@ def main(config: TrainConfig) -> None:
         if ema is not None:
             ema.step(accelerator.unwrap_model(generator).parameters())
         logs = {"loss_d": loss_d, "loss_g": loss_g, "real_logit": real_logits.mean(), "fake_logit": fake_logits.mean()}
+        if transition is not None:
+            logs["condition"] = condition
         if run.end_step(logs, lambda path: sample_grid(release_generator(), path), release_generator):
             break  # logs, checkpoints, samples and snapshots are written when due; the time budget ran out
     run.finish()
+    if condition_weight(transition, run.step) < 1:
+        accelerator.print(f"warning: training stopped at step {run.step}, before --condition_transition ended "
+                          f"(class weight {condition_weight(transition, run.step):.2f}); the release is used "
+                          "fully conditioned")
 
     # Save: the (EMA) generator with recalibrated batch norm, its samples and loss curves, the
     # discriminator, and a model card.

@@ -147,12 +147,14 @@ class DCGANGenerator(HubModel, tags=["dcgan"], pipeline_tag="unconditional-image
             raise ValueError(f"unknown class {name!r}; known classes: {known}")
         return index
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """z: (B, latent_dim), labels: (B,) int64 or None -> (B, 3, image_size, image_size)."""
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None, condition: float = 1.0) -> torch.Tensor:
+        """z: (B, latent_dim), labels: (B,) int64 or None -> (B, 3, image_size, image_size).
+        `condition` scales the class embedding: 1 (always, outside training) conditions fully; a
+        training run with transitional conditioning ramps it from 0 (unconditional) to 1."""
         if self.num_classes:
             if labels is None:
                 raise ValueError("this generator is class-conditional: pass labels")
-            z = torch.cat([z, self.embed(labels)], dim=1)
+            z = torch.cat([z, condition * self.embed(labels)], dim=1)
         x = self.project(z).view(-1, self._start_channels, START_SIZE, START_SIZE)  # (B, C0, 8, 8)
         x = self.blocks(x)  # (B, C_last, image_size, image_size)
         return self.to_rgb(x)
@@ -227,14 +229,15 @@ class DCGANDiscriminator(HubModel, tags=["dcgan"], pipeline_tag="image-classific
     def default_repo_name(self) -> str:
         return "rs-dcgan-discriminator"
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """images: (B, 3, S, S) -> logits (B,)."""
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None, condition: float = 1.0) -> torch.Tensor:
+        """images: (B, 3, S, S) -> logits (B,). `condition` scales the projection (class) term, as the
+        generator's `condition` its class embedding."""
         h = self.body(images).flatten(1)  # (B, C_last * 8 * 8)
         logits = self.head(h).squeeze(1)
         if self.num_classes:
             if labels is None:
                 raise ValueError("this discriminator is class-conditional: pass labels")
-            logits = logits + (self.embed(labels) * h).sum(dim=1)  # projection term
+            logits = logits + condition * (self.embed(labels) * h).sum(dim=1)  # projection term
         return logits
 
 
