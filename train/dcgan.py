@@ -300,10 +300,9 @@ def main(config: TrainConfig) -> None:
         if run.end_step(logs, lambda path: sample_grid(release_generator(), path), release_generator):
             break  # logs, checkpoints, samples and snapshots are written when due; the time budget ran out
     run.finish()
-    if condition_weight(transition, run.step) < 1:
+    if (reached := condition_weight(transition, run.step)) < 1:
         accelerator.print(f"warning: training stopped at step {run.step}, before --condition_transition ended "
-                          f"(class weight {condition_weight(transition, run.step):.2f}); the release is used "
-                          "fully conditioned")
+                          f"(class weight {reached:.2f}); the release is used fully conditioned")
 
     # Save: the (EMA) generator with recalibrated batch norm, its samples and loss curves, the
     # discriminator, and a model card.

@@ -35,6 +35,7 @@ from rsgan_hub.losses import (bce_discriminator_loss, bce_generator_loss, hinge_
                               hinge_generator_loss, l1_loss)
 from rsgan_hub.models import PatchDiscriminator, Pix2PixGenerator
 from rsgan_hub.models.fast import training_layers
+from rsgan_hub.models.pix2pix import UPSAMPLE_MODES
 from rsgan_hub.training import (RunFlags, TrainingRun, adopt_release_flags, check_common_flags, flag, freeze_blocks,
                                 load_release, parse_config, plain_copy, resolve_resume, save_grid)
 
@@ -58,7 +59,7 @@ class TrainConfig(RunFlags):
     num_downs: int = flag(8, "U-Net depth (8: 256 px down to 1x1)", minimum=5)
     dropout: float = flag(0.5, "dropout in the three innermost decoder blocks", minimum=0)
     upsample: str = flag("transposed", "decoder upsampling: 4x4 stride-2 transposed convs (the paper's) or nearest "
-                         "resize + 3x3 conv (no checkerboard)", choices=["transposed", "resize"])
+                         "resize + 3x3 conv (no checkerboard)", choices=list(UPSAMPLE_MODES))
     discriminator_channels: int = flag(64, "PatchGAN width of the first convolution", minimum=1)
     discriminator_layers: int = flag(3, "PatchGAN stride-2 layers (3: 70x70 patches)", minimum=1)
     legend: bool = flag(False, "sat2map: predict the map legend's classes (cross-entropy) instead of RGB (L1)")
@@ -95,7 +96,7 @@ def release_flags(generator: Pix2PixGenerator, discriminator: PatchDiscriminator
     """The network flags a release fixes (the discriminator's only when it has one)."""
     g = generator.init_config
     flags = dict(base_channels=g["base_channels"], num_downs=g["num_downs"], dropout=g["dropout"],
-                 upsample=g.get("upsample", "transposed"), legend=generator.predicts_classes)
+                 upsample=g["upsample"], legend=generator.predicts_classes)
     if discriminator is not None:
         d = discriminator.init_config
         flags.update(discriminator_channels=d["base_channels"], discriminator_layers=d["num_layers"])

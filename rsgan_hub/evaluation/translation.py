@@ -245,8 +245,8 @@ def evaluate_translator(
         if reference_split is not None:
             others = splits[reference_split]
             others = others.select(range(min(len(dataset), len(others))))
-            reference = extract_features(extractor, (to_uint8(pil_to_tensor(example["satellite"]))[None].float()
-                                                     .div(127.5).sub(1) for example in others),
+            reference = extract_features(extractor, (real.float().div(127.5).sub(1) for _, real in
+                                                     _pair_batches(others, "map", "satellite", batch_size)),
                                          description=f"real {reference_split} features")
             fk = fid_kid(feats["real"], reference, seed=seed)
             results["reference"] = {"fid": fk["fid"], "kid_mean": fk["kid_mean"], "split": reference_split,

@@ -48,6 +48,9 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple
     return x, (h, w)
 
 
+UPSAMPLE_MODES = ("transposed", "resize")
+
+
 def _upsampling(c_in: int, c_out: int, upsample: str, bias: bool = True) -> nn.Module:
     """One 2x upsampling layer of the U-Net decoder."""
     if upsample == "transposed":
@@ -100,8 +103,8 @@ class Pix2PixGenerator(HubModel, tags=["pix2pix"], pipeline_tag="image-to-image"
         upsample: str = "transposed",
     ):
         super().__init__()
-        if upsample not in ("transposed", "resize"):
-            raise ValueError(f"upsample must be 'transposed' or 'resize', got {upsample!r}")
+        if upsample not in UPSAMPLE_MODES:
+            raise ValueError(f"upsample must be one of {', '.join(UPSAMPLE_MODES)}, got {upsample!r}")
         if num_downs < 5:
             raise ValueError("num_downs must be >= 5")
         if palette is not None:
