@@ -31,6 +31,12 @@ CANDIDATES = {  # name: (what it tests, extra train/dcgan.py flags)
     "kernel3": ("+ dihedral, 3x3 kernels in G and D", ["--dihedral", "--kernel_size", "3"]),
     "batch32": ("+ dihedral, batch 32 (twice the steps)", ["--dihedral", "--train_batch_size", "32"]),
     "no-color": ("+ dihedral, DiffAugment without colour", ["--dihedral", "--diffaugment", "translation,cutout"]),
+    # From scratch with bilinear resizes (the 16-px texture's fix) and/or transitional conditioning (Shahbazi et
+    # al. 2022: unconditional for 100 steps, the class blended in until step 300) against recall 0.00.
+    "bilinear": ("light, bilinear instead of nearest resizes", ["--dihedral", *LIGHT, "--upsample", "bilinear"]),
+    "transition": ("light, transitional conditioning 100-300", ["--dihedral", *LIGHT, "--condition_transition", "100,300"]),
+    "bilinear-transition": ("light, bilinear resizes and transitional conditioning 100-300",
+                            ["--dihedral", *LIGHT, "--upsample", "bilinear", "--condition_transition", "100,300"]),
     # Continuing the bundled release (light): as it is, or with bilinear instead of nearest resizes
     # (the same weights; bench/dcgan_texture.py traced its 16-px texture to the nearest-resized start grid).
     "continue": ("the bundled release, trained on", ["--init_from", str(ROOT / "pretrained/dcgan")]),
@@ -141,7 +147,7 @@ def sample_strip(names: list[str], work: Path, minutes: list[float], path: Path)
     from rsgan_hub.io import atomic_path
     from rsgan_hub.pipelines import generate_images
 
-    side, label_width = 64, 70
+    side, label_width = 64, 8 + 6 * max(len(name) for name in names)
     sheet = Image.new("RGB", (label_width + side * len(SAMPLE_CLASSES), side * len(names)), "white")
     draw = ImageDraw.Draw(sheet)
     for row, name in enumerate(names):

@@ -144,6 +144,42 @@ def generate_images(
     return images
 
 
+def class_grid(
+    generator: DCGANGenerator,
+    classes: Sequence[str | int] | None = None,
+    per_class: int = 8,
+    seed: int = 0,
+    side: int | None = None,
+    truncation: float | None = None,
+) -> Image.Image:
+    """One row per class of a class-conditional generator: `per_class` scenes (seeds `seed` ...
+    `seed + per_class - 1`, the same latents in every row, so a column shows one latent across the
+    classes), the class name left of its row, each scene resized to `side` px (default: the model's
+    size). `classes`: names or indices (default: all). The card's and the README's sample picture."""
+    from PIL import ImageDraw
+
+    if not generator.num_classes:
+        raise ValueError("class_grid needs a class-conditional model; this one is unconditional")
+    if per_class <= 0:
+        raise ValueError(f"per_class must be > 0, got {per_class}")
+    indices = [resolve_label(generator, c) for c in (range(generator.num_classes) if classes is None else classes)]
+    if not indices:
+        raise ValueError("class_grid needs at least one class")
+    side = side or generator.image_size
+    label_width, padding = 8 + 6 * max(len(generator.class_names[i]) for i in indices), 2
+    sheet = Image.new("RGB", (label_width + per_class * (side + padding), len(indices) * (side + padding) + padding),
+                      "white")
+    draw = ImageDraw.Draw(sheet)
+    for row, index in enumerate(indices):
+        scenes = generate_images(generator, per_class, seed=seed, label=index, truncation=truncation)
+        top = padding + row * (side + padding)
+        for col, scene in enumerate(scenes):
+            scene = scene if scene.width == side else scene.resize((side, side), Image.Resampling.LANCZOS)
+            sheet.paste(scene, (label_width + col * (side + padding), top))
+        draw.text((4, top + side // 2 - 5), generator.class_names[index], fill="black")
+    return sheet
+
+
 def render(generator: DCGANGenerator, z: torch.Tensor, class_index: int | None = None,
            precision: str = "fp32") -> list[Image.Image]:
     """PIL images for latents z (B, latent_dim), all of class `class_index` (None: unconditional);

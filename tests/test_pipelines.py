@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from conftest import tiny_dcgan, tiny_pix2pix
-from rsgan_hub import Pix2PixGenerator, generate_images, latent_walk, pipelines, translate_image
+from rsgan_hub import Pix2PixGenerator, class_grid, generate_images, latent_walk, pipelines, translate_image
 from rsgan_hub.models import fast as fast_layers
 from rsgan_hub.pipelines import latents, prepare, slerp, tile_function
 from rsgan_hub.tiling import axis_weights, count_tiles, tile_starts, translate_rows
@@ -88,6 +88,27 @@ def test_generate_auto_without_native_bf16_is_the_fp32_copy(seeded, monkeypatch)
     auto = np.stack([np.asarray(a, int) for a in generate_images(g, 4, seed=5, precision="auto")])
     assert np.abs(fp32 - auto).max() <= 1
     assert next(prepare(g, "auto").parameters()).dtype == torch.float32
+
+
+def test_class_grid_rows_are_the_classes_scenes(seeded):
+    """One row per class, `per_class` scenes of seeds 0.. each, placed where the layout says."""
+    g, _ = tiny_dcgan(64, num_classes=3, class_names=["Forest", "Desert", "Airport"])
+    g.eval()
+    sheet = np.asarray(class_grid(g, ["Airport", 0], per_class=3, seed=7))
+    label_width, pad = 8 + 6 * len("Airport"), 2
+    assert sheet.shape == (2 * (64 + pad) + pad, label_width + 3 * (64 + pad), 3)
+    for row, label in enumerate(["Airport", "Forest"]):
+        for col, scene in enumerate(generate_images(g, 3, seed=7, label=label)):
+            top, left = pad + row * (64 + pad), label_width + col * (64 + pad)
+            assert np.array_equal(sheet[top:top + 64, left:left + 64], np.asarray(scene))
+    assert (sheet[:, :label_width] < 128).any()  # the class names are written
+    assert np.asarray(class_grid(g, per_class=1, side=32)).shape[0] == 3 * (32 + pad) + pad  # all classes
+    with pytest.raises(ValueError, match="unconditional"):
+        class_grid(tiny_dcgan(64)[0])
+    with pytest.raises(ValueError, match="Bridge"):
+        class_grid(g, ["Bridge"])
+    with pytest.raises(ValueError, match="per_class"):
+        class_grid(g, per_class=0)
 
 
 # ---- tiling geometry ---------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-from rsgan_hub import DCGANGenerator, Pix2PixGenerator
+from rsgan_hub import DCGANGenerator, Pix2PixGenerator, class_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch"]
@@ -89,7 +89,6 @@ def test_dcgan_conditional_one_process(data, tmp_path):
     assert {"optimizer.bin", "optimizer_1.bin", "model.safetensors", "model_1.safetensors",
             "custom_checkpoint_0.pkl", "random_states_0.pkl"} <= {p.name for p in (out / "checkpoint-4").iterdir()}
     assert sorted(p.name for p in (out / "samples").iterdir()) == ["step_0000002.png", "step_0000004.png"]
-    assert Image.open(out / "samples.png").size == (8 * 66 + 2, 66 + 2)  # 8 samples of 64 px, 2 px padding
     assert Image.open(out / "loss_curves.png").size[0] > 0
     config = json.loads((out / "training_config.json").read_text())
     assert config["conditional"] is True and config["generator_channels"] == [16, 8, 8, 8] and config["loss"] == "hinge"
@@ -100,6 +99,10 @@ def test_dcgan_conditional_one_process(data, tmp_path):
     with torch.no_grad():
         images = generator(torch.randn(2, 8), torch.tensor([0, 1]))
     assert images.shape == (2, 3, 64, 64) and torch.isfinite(images).all()
+    # the card's picture: a row of 8 scenes (96 px, 2 px padding) per class, the released generator's
+    samples = np.asarray(Image.open(out / "samples.png"))
+    assert samples.shape == (2 * 98 + 2, 8 + 6 * len("Forest") + 8 * 98, 3)
+    assert np.abs(samples.astype(int) - np.asarray(class_grid(generator, per_class=8, side=96), int)).max() <= 1
     card = (out / "README.md").read_text()
     assert says(card, 4, "optimizer steps") and says(card, 16, "training images") and "](samples.png)" in card
 

@@ -30,7 +30,8 @@ from rsgan_hub.models.dcgan import (DISCRIMINATOR_CHANNELS, DISCRIMINATOR_STRIDE
                                     RESIZE_MODES, SUPPORTED_SIZES, UPSAMPLE_MODES,
                                     discriminator_layers, with_classes)
 from rsgan_hub.models.fast import training_layers
-from rsgan_hub.pipelines import latents
+from rsgan_hub.io import atomic_path
+from rsgan_hub.pipelines import class_grid, latents
 from rsgan_hub.training import (RunFlags, TrainingRun, adopt_release_flags, check_common_flags, flag, freeze_blocks,
                                 load_release, parse_config, plain_copy, resolve_resume, save_grid)
 
@@ -308,7 +309,11 @@ def main(config: TrainConfig) -> None:
     # discriminator, and a model card.
     if accelerator.is_main_process:
         final = release_generator()
-        sample_grid(final, output_dir / "samples.png")
+        if num_classes:  # the card's picture: one row of scenes per class
+            with atomic_path(output_dir / "samples.png") as tmp:
+                class_grid(final, per_class=8, side=96).save(tmp, format="PNG")
+        else:
+            sample_grid(final, output_dir / "samples.png")
         metrics = evaluate(final, config) if config.eval_split else {}
         run.save_release(final, discriminator, metrics, title=f"DCGAN ({config.preset} recipe)")
     accelerator.end_training()
