@@ -37,6 +37,12 @@ CANDIDATES = {  # name: (what it tests, extra train/dcgan.py flags)
     "transition": ("light, transitional conditioning 100-300", ["--dihedral", *LIGHT, "--condition_transition", "100,300"]),
     "bilinear-transition": ("light, bilinear resizes and transitional conditioning 100-300",
                             ["--dihedral", *LIGHT, "--upsample", "bilinear", "--condition_transition", "100,300"]),
+    # Where the border frame comes from (bench/dcgan_texture.py's frame_strength): the transition recipe
+    # with G's kernels seeing replicated edges instead of zeros, or D's inputs never translated (zero fill).
+    "replicate": ("transition, G padding replicated edges", ["--dihedral", *LIGHT, "--condition_transition", "100,300",
+                                                            "--generator_padding", "replicate"]),
+    "no-translation": ("transition, DiffAugment colour and cutout only",
+                       ["--dihedral", *LIGHT, "--condition_transition", "100,300", "--diffaugment", "color,cutout"]),
     # Continuing the bundled release (light): as it is, or with bilinear instead of nearest resizes
     # (the same weights; bench/dcgan_texture.py traced its 16-px texture to the nearest-resized start grid).
     "continue": ("the bundled release, trained on", ["--init_from", str(ROOT / "pretrained/dcgan")]),

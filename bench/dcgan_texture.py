@@ -3,7 +3,9 @@
 The bundled DCGAN's scenes carry a texture repeating every 16 px - the side of one cell of its 8x8
 start map at 128 px. This measures that period's spectral peak - mean power at 8, 16, ..., 56 cycles
 per 128 px (along x, and along y) over the mean power at the neighbouring frequencies; 1 is no peak -
-on the generator's images, on real scenes, and on images rendered from altered start maps:
+on the generator's images, on real scenes, and on images rendered from altered start maps - and
+beside it a frame's strength (`frame_strength`: the lines 0-7 px from the border against those
+16-31 px in, in grey levels):
 
 * constant start map (each channel's spatial mean in every cell): if the texture is drawn by the
   convolutions at each cell, identically, it stays; if it comes from the edges between unlike cells
@@ -41,6 +43,18 @@ def period_peak(images: torch.Tensor, period: int = 16) -> float:
     return ((power[:, on].mean() / power[:, off].mean() + power[on, :].mean() / power[off, :].mean()) / 2).item()
 
 
+def frame_strength(images: torch.Tensor, depth: int = 8, interior: tuple[int, int] = (16, 32)) -> float:
+    """(N, 3, S, S) in [-1, 1] -> how far the lines near the border (0 to depth - 1 px in) depart on
+    average from the lines further in (`interior` px in), in 8-bit grey levels: the largest such
+    departure of the mean over images and the four sides. A frame drawn inside every border shows
+    here; on real scenes the border lines are like any other (a level or two)."""
+    grey = (images.mean(1) + 1) * 127.5  # (N, S, S) in 0..255
+    sides = torch.stack([grey, grey.flip(1), grey.transpose(1, 2), grey.transpose(1, 2).flip(1)])  # edge at row 0
+    profile = sides.mean(dim=(0, 1, 3))  # mean grey of the line d px from the edge, (S,)
+    inner = profile[interior[0]:interior[1]].mean()
+    return (profile[:depth] - inner).abs().max().item()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="pretrained/dcgan")
@@ -60,9 +74,12 @@ def main() -> None:
         def render(x: torch.Tensor) -> torch.Tensor:
             return g.to_rgb(g.blocks(x))
 
-        rows = [("generated", period_peak(render(start)))]
-        rows.append(("constant start map", period_peak(render(start.mean(dim=(2, 3), keepdim=True).expand_as(start)))))
-        rows.append(("start cells shuffled", period_peak(render(start.flatten(2)[:, :, torch.randperm(64)].view_as(start)))))
+        generated = render(start)
+        constant = render(start.mean(dim=(2, 3), keepdim=True).expand_as(start))
+        shuffled = render(start.flatten(2)[:, :, torch.randperm(64)].view_as(start))
+        rows = [("generated", period_peak(generated), frame_strength(generated)),
+                ("constant start map", period_peak(constant), frame_strength(constant)),
+                ("start cells shuffled", period_peak(shuffled), frame_strength(shuffled))]
         blank = render(torch.zeros_like(start))
         frame = (blank[..., :4, :].mean() - blank[..., 60:68, :].mean()).abs().item()
     if args.real:
@@ -72,9 +89,9 @@ def main() -> None:
         random.Random(0).shuffle(files)
         real = torch.stack([torch.from_numpy(np.array(Image.open(f).convert("RGB").resize((g.image_size,) * 2)))
                             .permute(2, 0, 1).float() / 127.5 - 1 for f in files[:n]])
-        rows.append(("real scenes", period_peak(real)))
-    for name, value in rows:
-        print(f"{name:<22} period-16 peak {value:.2f}")
+        rows.append(("real scenes", period_peak(real), frame_strength(real)))
+    for name, peak, border in rows:
+        print(f"{name:<22} period-16 peak {peak:.2f}   border lines vs inner lines {border:.1f} grey levels")
     print(f"zero start map: top rows vs centre rows differ by {frame:.3f} (of 2)")
 
 

@@ -13,9 +13,10 @@ from rsgan_hub.models.fast import (GemmConv2d, GemmConvTranspose2d, PhaseConvTra
 
 @pytest.mark.parametrize("kernel_size", [3, 5, 7])
 @pytest.mark.parametrize("bias", [False, True])
-def test_resize_conv_is_upsample_then_conv(kernel_size, bias):
+@pytest.mark.parametrize("padding_mode", ["zeros", "replicate"])
+def test_resize_conv_is_upsample_then_conv(kernel_size, bias, padding_mode):
     torch.manual_seed(0)
-    layer = ResizeConv2d(nn.Conv2d(6, 5, kernel_size, 1, kernel_size // 2, bias=bias))
+    layer = ResizeConv2d(nn.Conv2d(6, 5, kernel_size, 1, kernel_size // 2, bias=bias, padding_mode=padding_mode))
     if bias:
         nn.init.normal_(layer[1].bias)
     x = torch.randn(2, 6, 7, 9, requires_grad=True)
@@ -36,7 +37,8 @@ def test_resize_conv_keeps_state_dict_keys_and_rejects_other_convolutions():
     assert set(ResizeConv2d(nn.Conv2d(4, 4, 5, 1, 2)).state_dict()) == {"1.weight", "1.bias"}
     keys = DCGANGenerator(image_size=64, channels=[32, 16, 8, 4], upsample="resize").state_dict()
     assert "blocks.0.1.weight" in keys  # the plain model's keys: weights load either way
-    for conv in (nn.Conv2d(4, 4, 4, 1, 2), nn.Conv2d(4, 4, 5, 2, 2), nn.Conv2d(4, 4, 5, 1, 0)):
+    for conv in (nn.Conv2d(4, 4, 4, 1, 2), nn.Conv2d(4, 4, 5, 2, 2), nn.Conv2d(4, 4, 5, 1, 0),
+                 nn.Conv2d(4, 4, 5, 1, 2, padding_mode="reflect")):
         with pytest.raises(ValueError, match="odd square kernel"):
             ResizeConv2d(conv)
 
@@ -137,3 +139,28 @@ def test_unet_resize_decoder_gets_the_subpixel_form():
     plain.eval()
     with torch.inference_mode():
         assert torch.allclose(inference_copy(plain, "fp32")(x), plain(x), atol=1e-5)
+
+
+def test_replicate_padded_generator_trains_and_copies_exactly():
+    """padding="replicate": every generator convolution replicates the edge (the to-RGB one too), the
+    training form is ResizeConv2d with the same function, and the inference copy draws the same images;
+    a transposed generator refuses it."""
+    torch.manual_seed(0)
+    g = DCGANGenerator(image_size=64, channels=[32, 16, 8, 4], upsample="resize", padding="replicate")
+    convs = [m for m in g.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 4 and {m.padding_mode for m in convs} == {"replicate"}
+    z = torch.randn(3, g.latent_dim)
+    plain = g.eval()(z)
+    zeros = DCGANGenerator(image_size=64, channels=[32, 16, 8, 4], upsample="resize")
+    zeros.load_state_dict(g.state_dict())  # the same weights: only the edges differ
+    edge = (zeros.eval()(z) - plain).abs()
+    assert edge[..., 20:-20, 20:-20].max() < 1e-6 < edge[..., :2, :].max()  # 4 layers reach 16 px in
+    training_layers(g)
+    assert sum(isinstance(m, ResizeConv2d) for m in g.modules()) == 3
+    with torch.inference_mode():
+        assert torch.allclose(g(z), plain, atol=1e-5)
+        assert torch.allclose(inference_copy(g, "fp32")(z), plain, atol=1e-5)
+    with pytest.raises(ValueError, match="zeros only"):
+        DCGANGenerator(image_size=64, channels=[32, 16, 8, 4], upsample="transposed", padding="replicate")
+    with pytest.raises(ValueError, match="padding must be one of"):
+        DCGANGenerator(image_size=64, channels=[32, 16, 8, 4], padding="reflect")

@@ -27,7 +27,7 @@ from rsgan_hub.losses import (bce_discriminator_loss, bce_generator_loss, hinge_
                               hinge_generator_loss)
 from rsgan_hub.models import DCGANDiscriminator, DCGANGenerator
 from rsgan_hub.models.dcgan import (DISCRIMINATOR_CHANNELS, DISCRIMINATOR_STRIDES, GENERATOR_CHANNELS, START_SIZE,
-                                    RESIZE_MODES, SUPPORTED_SIZES, UPSAMPLE_MODES,
+                                    PADDING_MODES, RESIZE_MODES, SUPPORTED_SIZES, UPSAMPLE_MODES,
                                     discriminator_layers, with_classes)
 from rsgan_hub.models.fast import training_layers
 from rsgan_hub.io import atomic_path
@@ -59,6 +59,8 @@ class TrainConfig(RunFlags):
     kernel_size: int = flag(5, "convolution kernel size of both networks (odd)", minimum=1)
     upsample: str = flag("resize", "nearest resize + conv, bilinear resize + conv, or stride-2 transposed conv",
                          choices=list(UPSAMPLE_MODES))
+    generator_padding: str = flag("zeros", "what G's resize + conv kernels see beyond the image edge: zeros, or "
+                                           "the edge pixels replicated", choices=list(PADDING_MODES))
     discriminator_norm: str = flag("none", "discriminator normalisation", choices=["batch", "instance", "none"])
     spectral_norm: bool = flag(True, "spectral normalisation in the discriminator")
     sync_batchnorm: bool = flag(False, "SyncBatchNorm across GPU processes (default: per-process batch norm)")
@@ -96,7 +98,8 @@ def release_flags(generator: DCGANGenerator, discriminator: DCGANDiscriminator |
     g = generator.init_config
     flags = dict(image_size=g["image_size"], latent_dim=g["latent_dim"], kernel_size=g["kernel_size"],
                  generator_channels=list(g["channels"] or GENERATOR_CHANNELS["default"][g["image_size"]]),
-                 upsample=g["upsample"], conditional=generator.num_classes > 0)
+                 upsample=g["upsample"], generator_padding=g.get("padding", "zeros"),
+                 conditional=generator.num_classes > 0)
     if discriminator is not None:
         d = discriminator.init_config
         layers = d["layers"] or discriminator_layers(d["image_size"], DISCRIMINATOR_CHANNELS["default"])
@@ -167,6 +170,9 @@ def main(config: TrainConfig) -> None:
     transition = condition_schedule(config.condition_transition, config.conditional)
     if config.kernel_size % 2 == 0:
         raise SystemExit(f"error: --kernel_size must be odd, got {config.kernel_size}")
+    if config.generator_padding != "zeros" and config.upsample == "transposed":
+        raise SystemExit("error: --generator_padding replicate needs resize + conv upsampling (--upsample resize "
+                         "or bilinear); transposed convolutions pad with zeros only")
     if config.generator_channels is None:
         config.generator_channels = GENERATOR_CHANNELS[config.preset][config.image_size]  # models/dcgan.py
     num_blocks = int(math.log2(config.image_size // START_SIZE))
@@ -202,7 +208,7 @@ def main(config: TrainConfig) -> None:
     if released_g is None:
         generator = DCGANGenerator(image_size=config.image_size, latent_dim=config.latent_dim,
                                    channels=config.generator_channels, upsample=config.upsample,
-                                   kernel_size=config.kernel_size, num_classes=num_classes, class_names=class_names)
+                                   padding=config.generator_padding, kernel_size=config.kernel_size, num_classes=num_classes, class_names=class_names)
     else:
         generator = with_classes(released_g, class_names) if num_classes else plain_copy(released_g)
     if released_d is None:

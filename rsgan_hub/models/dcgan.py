@@ -58,6 +58,7 @@ def _check_size(image_size: int) -> None:
 
 UPSAMPLE_MODES = ("resize", "bilinear", "transposed")
 RESIZE_MODES = {"resize", "bilinear"}  # resize + conv: the same weights either way
+PADDING_MODES = ("zeros", "replicate")
 
 
 class DCGANGenerator(HubModel, tags=["dcgan"], pipeline_tag="unconditional-image-generation"):
@@ -75,6 +76,9 @@ class DCGANGenerator(HubModel, tags=["dcgan"], pipeline_tag="unconditional-image
         num_classes: 0 for an unconditional model; > 0 adds a class embedding.
         class_names: names of the classes, stored in config.json so users can ask by name.
         embed_dim: size of the class embedding concatenated to z.
+        padding: what the resize + conv blocks' and the RGB convolution's kernels see beyond the image
+            edge: "zeros" (the default) or "replicate" (the edge pixels repeated, so that a border is
+            not told apart from the inside by zeros).
     """
 
     card_title = "rsgan_hub DCGAN satellite-scene generator"
@@ -96,11 +100,16 @@ class DCGANGenerator(HubModel, tags=["dcgan"], pipeline_tag="unconditional-image
         num_classes: int = 0,
         class_names: list[str] | None = None,
         embed_dim: int = 100,
+        padding: str = "zeros",
     ):
         super().__init__()
         _check_size(image_size)
         if upsample not in UPSAMPLE_MODES:
             raise ValueError(f"upsample must be one of {', '.join(UPSAMPLE_MODES)}, got {upsample!r}")
+        if padding not in PADDING_MODES:
+            raise ValueError(f"padding must be one of {', '.join(PADDING_MODES)}, got {padding!r}")
+        if padding != "zeros" and upsample == "transposed":
+            raise ValueError("transposed convolutions pad with zeros only: use padding='zeros' or a resize upsample")
         channels = list(channels or GENERATOR_CHANNELS["default"][image_size])
         num_blocks = int(math.log2(image_size // START_SIZE))
         if len(channels) != num_blocks + 1:
@@ -123,10 +132,10 @@ class DCGANGenerator(HubModel, tags=["dcgan"], pipeline_tag="unconditional-image
             else:
                 mode = "nearest" if upsample == "resize" else "bilinear"
                 up = nn.Sequential(nn.Upsample(scale_factor=2, mode=mode),
-                                   nn.Conv2d(c_in, c_out, kernel_size, 1, pad, bias=False))
+                                   nn.Conv2d(c_in, c_out, kernel_size, 1, pad, bias=False, padding_mode=padding))
             blocks += [up, nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2)]
         self.blocks = nn.Sequential(*blocks)
-        self.to_rgb = nn.Sequential(nn.Conv2d(channels[-1], 3, kernel_size, 1, pad), nn.Tanh())
+        self.to_rgb = nn.Sequential(nn.Conv2d(channels[-1], 3, kernel_size, 1, pad, padding_mode=padding), nn.Tanh())
         self._start_channels = channels[0]
         init_weights(self)
 

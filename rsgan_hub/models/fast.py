@@ -55,16 +55,18 @@ class ResizeConv2d(nn.Sequential):
     """`nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_in, c_out, k, 1, k // 2))`
     - same parameters, same state-dict keys (`1.weight`, `1.bias`), same function - computed as a
     sub-pixel convolution at the input resolution (see the module docstring). `ResizeConv2d(conv)`
-    wraps an existing convolution (sharing its parameters)."""
+    wraps an existing convolution (sharing its parameters). Zero or replicate padding: replicating
+    the input's edge by R pixels and then resizing is replicating the resized image's edge by 2R."""
 
     def __init__(self, conv: nn.Conv2d):
         if not self.fits(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), conv)):
-            raise ValueError("ResizeConv2d needs an odd square kernel, stride 1, 'same' zero padding")
+            raise ValueError("ResizeConv2d needs an odd square kernel, stride 1, 'same' zero or replicate padding")
         super().__init__(nn.Upsample(scale_factor=2, mode="nearest"), conv)
 
     @staticmethod
     def fits(block: nn.Module) -> bool:
-        """True for a Sequential(2x nearest Upsample, Conv2d with odd k, stride 1, padding k // 2)."""
+        """True for a Sequential(2x nearest Upsample, Conv2d with odd k, stride 1, padding k // 2 of
+        zeros or replicated edges)."""
         if type(block) is not nn.Sequential or len(block) != 2:
             return False
         up, conv = block
@@ -72,12 +74,14 @@ class ResizeConv2d(nn.Sequential):
                 and type(conv) is nn.Conv2d and conv.kernel_size[0] == conv.kernel_size[1]
                 and conv.kernel_size[0] % 2 == 1 and conv.stride == (1, 1) and conv.dilation == (1, 1)
                 and conv.groups == 1 and conv.padding == (conv.kernel_size[0] // 2,) * 2
-                and conv.padding_mode == "zeros")
+                and conv.padding_mode in ("zeros", "replicate"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv = self[1]
         weight, padding = subpixel_weight(conv.weight)
         bias = None if conv.bias is None else conv.bias.repeat_interleave(4)
+        if conv.padding_mode == "replicate":
+            x, padding = F.pad(x, (padding,) * 4, mode="replicate"), 0
         return F.pixel_shuffle(F.conv2d(x, weight, bias, padding=padding), 2)
 
     def frozen(self) -> nn.Sequential:
@@ -85,7 +89,8 @@ class ResizeConv2d(nn.Sequential):
         conv = self[1]
         weight, padding = subpixel_weight(conv.weight.detach())
         folded = nn.Conv2d(conv.in_channels, conv.out_channels * 4, weight.shape[-1], 1, padding,
-                           bias=conv.bias is not None).to(device=weight.device, dtype=weight.dtype)
+                           bias=conv.bias is not None, padding_mode=conv.padding_mode
+                           ).to(device=weight.device, dtype=weight.dtype)
         with torch.no_grad():
             folded.weight.copy_(weight)
             if conv.bias is not None:
