@@ -37,6 +37,14 @@ MAP2SAT_CANDIDATES = {  # map -> satellite: the paper's L1 + GAN throughout
     "b4-lr": ("4 pairs per step, learning rate 4e-4", ["--train_batch_size", "4", "--learning_rate", "4e-4"]),
     "resize-b4": ("4 pairs per step, nearest resize + 3x3 conv decoder",
                   ["--train_batch_size", "4", "--upsample", "resize"]),
+    # The L1 / GAN balance (the shipped resize-b4 is 100 x L1 + 1 x GAN): L1 and SSIM reward a blur,
+    # FID rewards texture; these move the weight towards L1.
+    "resize-b4-gan0.3": ("resize-b4, GAN weight 0.3", ["--train_batch_size", "4", "--upsample", "resize",
+                                                       "--lambda_gan", "0.3"]),
+    "resize-b4-gan0.1": ("resize-b4, GAN weight 0.1", ["--train_batch_size", "4", "--upsample", "resize",
+                                                       "--lambda_gan", "0.1"]),
+    "resize-b4-l1": ("resize-b4, L1 only (no discriminator)", ["--train_batch_size", "4", "--upsample", "resize",
+                                                               "--lambda_gan", "0"]),
 }
 COMMON = ["--base_channels", "32", "--discriminator_channels", "32"]  # the shipped model's widths
 KEYS = {"sat2map": ["legend_miou", "nonbg_legend_acc", "iou_building", "iou_road", "iou_water", "pixel_acc_16"],
