@@ -55,7 +55,7 @@ def test_config_round_trips_every_argument(tmp_path):
     config = json.loads((tmp_path / "config.json").read_text())
     assert config == {"channels": [32, 16, 8, 8, 8], "class_names": ["a", "b"], "embed_dim": 4, "image_size": 128,
                       "kernel_size": 5, "latent_dim": 8, "model_class": "DCGANGenerator", "num_classes": 2,
-                      "upsample": "resize"}
+                      "padding": "zeros", "upsample": "resize"}
 
 
 def test_pix2pix_loaded_matches_training_time_sample(tmp_path, seeded):
