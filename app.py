@@ -35,11 +35,11 @@ import numpy as np
 import torch
 from gradio.utils import get_upload_folder
 from huggingface_hub import ModelCard
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from rsgan_hub import DCGANGenerator, ModelLoadError, Pix2PixGenerator, generate_images, make_grid
 from rsgan_hub.geo import is_tiff, open_scene
-from rsgan_hub.io import first_line
+from rsgan_hub.io import first_line, label_rows
 from rsgan_hub.pipelines import (MIN_TRUNCATION, check_translator, latent_walk, prepare, translate_file,
                                  translate_image)
 
@@ -205,19 +205,6 @@ def enlarge(image: Image.Image) -> Image.Image:
     """Nearest-neighbour enlargement by a whole factor to about DISPLAY_SIDE: a 128² scene seen pixel by pixel."""
     factor = max(1, DISPLAY_SIDE // max(image.size))
     return image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST)
-
-
-def label_rows(grid: Image.Image, labels: list[str], row_height: int, padding: int = 2) -> Image.Image:
-    """`grid` (rows of `row_height` px, `padding` apart, as make_grid lays them) with a label left of each row."""
-    font = ImageFont.load_default(size=max(12, row_height // 8))
-    width = padding * 4 + math.ceil(max(ImageDraw.Draw(grid).textlength(label, font=font) for label in labels))
-    labelled = Image.new("RGB", (width + grid.width, grid.height), "white")
-    labelled.paste(grid, (width, 0))
-    draw = ImageDraw.Draw(labelled)
-    for row, label in enumerate(labels):
-        draw.text((padding * 2, padding + row * (row_height + padding) + row_height / 2), label, fill="black",
-                  font=font, anchor="lm")
-    return labelled
 
 
 def bind(fn, models: Models, facts: dict[str, str]):

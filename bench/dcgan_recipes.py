@@ -147,21 +147,18 @@ def plot(results: dict, minutes: list[float], path: Path) -> None:
 
 def sample_strip(names: list[str], work: Path, minutes: list[float], path: Path) -> None:
     """One row per candidate at the largest budget: seed 0 of each of SAMPLE_CLASSES, 64 px each."""
-    from PIL import Image, ImageDraw
+    from PIL import Image
 
-    from rsgan_hub import DCGANGenerator
-    from rsgan_hub.io import atomic_path
+    from rsgan_hub import DCGANGenerator, make_grid
+    from rsgan_hub.io import atomic_path, label_rows
     from rsgan_hub.pipelines import generate_images
 
-    side, label_width = 64, 8 + 6 * max(len(name) for name in names)
-    sheet = Image.new("RGB", (label_width + side * len(SAMPLE_CLASSES), side * len(names)), "white")
-    draw = ImageDraw.Draw(sheet)
-    for row, name in enumerate(names):
+    side, scenes = 64, []
+    for name in names:
         generator = DCGANGenerator.from_pretrained(snapshot(work, name, minutes[-1], minutes))
-        for col, label in enumerate(SAMPLE_CLASSES):
-            image = generate_images(generator, 1, seed=0, label=label)[0].resize((side, side), Image.Resampling.BOX)
-            sheet.paste(image, (label_width + col * side, row * side))
-        draw.text((4, row * side + side // 2 - 6), name, fill="black")
+        scenes += [generate_images(generator, 1, seed=0, label=label)[0].resize((side, side), Image.Resampling.BOX)
+                   for label in SAMPLE_CLASSES]
+    sheet = label_rows(make_grid(scenes, columns=len(SAMPLE_CLASSES)), names, side)
     with atomic_path(path) as tmp:
         sheet.save(tmp, format="PNG")
 

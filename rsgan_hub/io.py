@@ -60,6 +60,25 @@ def make_grid(images: Sequence[Image.Image], columns: int | None = None, padding
     return grid
 
 
+def label_rows(grid: Image.Image, labels: Sequence[str], row_height: int, padding: int = 2) -> Image.Image:
+    """`grid` (rows of `row_height` px, `padding` apart, as `make_grid` lays them) with a label left of
+    each row, in a font scaled to the row: the class overviews of the card, the README, the app and the
+    recipe studies."""
+    from PIL import ImageDraw, ImageFont
+
+    if not labels:
+        raise ValueError("label_rows needs at least one label")
+    font = ImageFont.load_default(size=max(12, row_height // 8))
+    width = padding * 4 + math.ceil(max(ImageDraw.Draw(grid).textlength(label, font=font) for label in labels))
+    labelled = Image.new("RGB", (width + grid.width, grid.height), "white")
+    labelled.paste(grid, (width, 0))
+    draw = ImageDraw.Draw(labelled)
+    for row, label in enumerate(labels):
+        draw.text((padding * 2, padding + row * (row_height + padding) + row_height / 2), label, fill="black",
+                  font=font, anchor="lm")
+    return labelled
+
+
 def umask() -> int:
     """The process's file-creation mask (read without changing it)."""
     mask = os.umask(0)

@@ -27,7 +27,7 @@ from PIL import Image
 
 from .geo import DEFAULT_MAX_PIXELS, check_size, open_scene, output_format, to_rgb8, write_scene
 from .hardware import bf16_supported, warn_emulated_bf16
-from .io import tensor_to_pil
+from .io import label_rows, make_grid, tensor_to_pil
 from .models import DCGANGenerator, Pix2PixGenerator
 from .models.fast import inference_copy, tile_chunk
 from .tiling import check_tiling, translate_rows
@@ -156,8 +156,6 @@ def class_grid(
     `seed + per_class - 1`, the same latents in every row, so a column shows one latent across the
     classes), the class name left of its row, each scene resized to `side` px (default: the model's
     size). `classes`: names or indices (default: all). The card's and the README's sample picture."""
-    from PIL import ImageDraw
-
     if not generator.num_classes:
         raise ValueError("class_grid needs a class-conditional model; this one is unconditional")
     if per_class <= 0:
@@ -166,18 +164,10 @@ def class_grid(
     if not indices:
         raise ValueError("class_grid needs at least one class")
     side = side or generator.image_size
-    label_width, padding = 8 + 6 * max(len(generator.class_names[i]) for i in indices), 2
-    sheet = Image.new("RGB", (label_width + per_class * (side + padding), len(indices) * (side + padding) + padding),
-                      "white")
-    draw = ImageDraw.Draw(sheet)
-    for row, index in enumerate(indices):
-        scenes = generate_images(generator, per_class, seed=seed, label=index, truncation=truncation)
-        top = padding + row * (side + padding)
-        for col, scene in enumerate(scenes):
-            scene = scene if scene.width == side else scene.resize((side, side), Image.Resampling.LANCZOS)
-            sheet.paste(scene, (label_width + col * (side + padding), top))
-        draw.text((4, top + side // 2 - 5), generator.class_names[index], fill="black")
-    return sheet
+    scenes = [scene if scene.width == side else scene.resize((side, side), Image.Resampling.LANCZOS)
+              for index in indices
+              for scene in generate_images(generator, per_class, seed=seed, label=index, truncation=truncation)]
+    return label_rows(make_grid(scenes, columns=per_class), [generator.class_names[i] for i in indices], side)
 
 
 def render(generator: DCGANGenerator, z: torch.Tensor, class_index: int | None = None,

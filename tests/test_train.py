@@ -224,7 +224,7 @@ def test_bad_flags_fail_before_anything_is_written(data, tmp_path):
         (scenes + ["--conditional", "--condition_transition", "ten"], 1, "takes START,END optimizer steps"),
         (pairs + ["--crop_size", "300", "--load_size", "286"], 1, "error: --crop_size 300 is larger than --load_size 286"),
         (scenes + ["--upsample", "transposed", "--generator_padding", "replicate"], 1,
-         "error: --generator_padding replicate needs resize + conv upsampling"),
+         "error: --upsample transposed --generator_padding replicate: transposed convolutions pad with zeros only"),
         (scenes + ["--generator_padding", "reflect"], 2, "argument --generator_padding: invalid choice: 'reflect'"),
         (scenes + ["--generator_channels", "8", "8"], 1, "--generator_channels needs 5 widths at --image_size 128"),
         (scenes + ["--output_dir", str(tmp_path / "a_file")], 1, f"{tmp_path / 'a_file'} is a file, not a folder"),

@@ -28,7 +28,7 @@ from rsgan_hub.losses import (bce_discriminator_loss, bce_generator_loss, hinge_
 from rsgan_hub.models import DCGANDiscriminator, DCGANGenerator
 from rsgan_hub.models.dcgan import (DISCRIMINATOR_CHANNELS, DISCRIMINATOR_STRIDES, GENERATOR_CHANNELS, START_SIZE,
                                     PADDING_MODES, RESIZE_MODES, SUPPORTED_SIZES, UPSAMPLE_MODES,
-                                    discriminator_layers, with_classes)
+                                    check_upsampling, discriminator_layers, with_classes)
 from rsgan_hub.models.fast import training_layers
 from rsgan_hub.io import atomic_path
 from rsgan_hub.pipelines import class_grid, latents
@@ -170,9 +170,10 @@ def main(config: TrainConfig) -> None:
     transition = condition_schedule(config.condition_transition, config.conditional)
     if config.kernel_size % 2 == 0:
         raise SystemExit(f"error: --kernel_size must be odd, got {config.kernel_size}")
-    if config.generator_padding != "zeros" and config.upsample == "transposed":
-        raise SystemExit("error: --generator_padding replicate needs resize + conv upsampling (--upsample resize "
-                         "or bilinear); transposed convolutions pad with zeros only")
+    try:
+        check_upsampling(config.upsample, config.generator_padding)
+    except ValueError as err:
+        raise SystemExit(f"error: --upsample {config.upsample} --generator_padding {config.generator_padding}: {err}")
     if config.generator_channels is None:
         config.generator_channels = GENERATOR_CHANNELS[config.preset][config.image_size]  # models/dcgan.py
     num_blocks = int(math.log2(config.image_size // START_SIZE))

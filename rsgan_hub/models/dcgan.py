@@ -61,6 +61,18 @@ RESIZE_MODES = {"resize", "bilinear"}  # resize + conv: the same weights either 
 PADDING_MODES = ("zeros", "replicate")
 
 
+def check_upsampling(upsample: str, padding: str) -> None:
+    """The generator's upsampling and padding options, checked (ValueError): transposed convolutions
+    pad with zeros only, so replicate padding needs a resize + conv upsample."""
+    if upsample not in UPSAMPLE_MODES:
+        raise ValueError(f"upsample must be one of {', '.join(UPSAMPLE_MODES)}, got {upsample!r}")
+    if padding not in PADDING_MODES:
+        raise ValueError(f"padding must be one of {', '.join(PADDING_MODES)}, got {padding!r}")
+    if padding != "zeros" and upsample == "transposed":
+        raise ValueError("transposed convolutions pad with zeros only: replicate padding needs a resize + conv "
+                         "upsample (resize or bilinear)")
+
+
 class DCGANGenerator(HubModel, tags=["dcgan"], pipeline_tag="unconditional-image-generation"):
     """Latent vector (and optional class) -> RGB image in [-1, 1].
 
@@ -104,12 +116,7 @@ class DCGANGenerator(HubModel, tags=["dcgan"], pipeline_tag="unconditional-image
     ):
         super().__init__()
         _check_size(image_size)
-        if upsample not in UPSAMPLE_MODES:
-            raise ValueError(f"upsample must be one of {', '.join(UPSAMPLE_MODES)}, got {upsample!r}")
-        if padding not in PADDING_MODES:
-            raise ValueError(f"padding must be one of {', '.join(PADDING_MODES)}, got {padding!r}")
-        if padding != "zeros" and upsample == "transposed":
-            raise ValueError("transposed convolutions pad with zeros only: use padding='zeros' or a resize upsample")
+        check_upsampling(upsample, padding)
         channels = list(channels or GENERATOR_CHANNELS["default"][image_size])
         num_blocks = int(math.log2(image_size // START_SIZE))
         if len(channels) != num_blocks + 1:
