@@ -15,6 +15,7 @@ from rsgan_hub import SceneClassifier
 from rsgan_hub.cli import main
 from rsgan_hub.evaluation.classify import accuracy, fit_classifier, to_uint8
 from rsgan_hub.evaluation.features import ClassifierFeatures, extract_features, fid_kid, precision_recall
+from rsgan_hub.evaluation.report import update_model_card
 from rsgan_hub.evaluation.swd import swd
 from rsgan_hub.evaluation.translation import (BACKGROUND, LEGEND_NAMES, MAP_LEGEND, PREDICTED_CLASSES, MapScores,
                                               SatelliteScores,
@@ -199,6 +200,12 @@ def test_rsgan_evaluate_scene_generator(tmp_path, capsys):
     assert result["dataset"] == {"name": "user/toy-scenes", "type": "user/toy-scenes", "split": "test"}
     assert {m["type"]: m["value"] for m in result["metrics"]}["fid"] == pytest.approx(results["fid"])
     assert "## Evaluation" in text and "How to use" in text  # the rest of the card is kept
+    assert meta["datasets"] == ["user/toy-scenes"]
+    # a local folder is named in the results, but the `datasets` metadata (Hub links) lists Hub ids only
+    update_model_card(tmp_path / "g", results, str(tmp_path / "scenes"), "test")
+    meta = yaml.safe_load((tmp_path / "g" / "README.md").read_text().split("---\n")[1])
+    assert meta["datasets"] == ["user/toy-scenes"]
+    assert meta["model-index"][0]["results"][0]["dataset"]["name"] == str(tmp_path / "scenes")
 
 
 def write_pairs(root, n=3, size=32):

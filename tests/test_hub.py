@@ -96,7 +96,10 @@ def test_model_card(tmp_path):
     assert {m["type"]: m["value"] for m in results["metrics"]} == {"fid": 12.5, "kid_mean": 0.01}
     assert 'DCGANGenerator.from_pretrained("me/rs-dcgan")' in text
     assert "not ground truth" in text and "Trained for 10 steps." in text and "![samples](grid.png)" in text
-    meta, text = card_metadata(tmp_path / "m") if False else (None, None)
+    g.save_pretrained(tmp_path / "local", model_card_kwargs={"dataset": str(tmp_path / "m"), "metrics": {"fid": 1.0}})
+    meta, _ = card_metadata(tmp_path / "local")
+    assert "datasets" not in meta  # a local folder is no Hub dataset to link to
+    assert meta["model-index"][0]["results"][0]["dataset"]["name"] == str(tmp_path / "m")
     # pix2pix card tags
     p, _ = tiny_pix2pix()
     p.save_pretrained(tmp_path / "p")

@@ -109,15 +109,9 @@ def size(n: int) -> str:
 
 def not_hub_ids(names) -> list[str]:
     """The entries of a card's `datasets` that are no Hub dataset id (a local path, a description)."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
+    from ..models.hub import is_hub_dataset_id
 
-    bad = []
-    for name in names or []:
-        try:
-            validate_repo_id(name)
-        except HFValidationError:
-            bad.append(name)
-    return bad
+    return [name for name in names or [] if not is_hub_dataset_id(name)]
 
 
 def describe(upload: Upload) -> list[str]:

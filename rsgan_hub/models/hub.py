@@ -39,6 +39,20 @@ LIBRARY_NAME = "rsgan_hub"
 MAX_PARAMETERS = 2_000_000_000  # 8 GB of fp32 weights; the shipped networks have under 60 M
 
 
+def is_hub_dataset_id(name: str) -> bool:
+    """Whether `name` can be a Hub dataset id ("user/name", "name"), not a local path: what a card's
+    `datasets` metadata may list (the Hub links each entry to a dataset page)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if Path(name).expanduser().exists() or name.startswith((".", "/", "~")):
+        return False
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
 class ModelLoadError(RuntimeError):
     """A model folder or repo cannot be loaded as the requested class."""
 
@@ -152,7 +166,7 @@ class HubModel(torch.nn.Module, PyTorchModelHubMixin, library_name=LIBRARY_NAME,
         dataset = kwargs.pop("dataset", None)
         split = kwargs.pop("dataset_split", "test")
         repo_id = kwargs.pop("repo_id", None) or f"user/{self.default_repo_name()}"
-        if dataset:
+        if dataset and is_hub_dataset_id(dataset):
             data.datasets = [dataset]
         if metrics:
             data.model_name = repo_id.split("/")[-1]
