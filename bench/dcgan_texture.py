@@ -12,7 +12,10 @@ beside it a frame's strength (`frame_strength`: the lines 0-7 px from the border
   it goes;
 * cells shuffled (the 64 cells of each start map in a random order): what the arrangement adds;
 * zero start map: the response of the network to nothing - a frame from zero padding would show as a
-  border unlike the centre.
+  border unlike the centre;
+* replicate padding, same weights: every convolution of the trained generator made to see the edge
+  pixels repeated beyond the border instead of zeros. A frame that zero padding draws changes with
+  it; one painted by the weights themselves (learnt from DiffAugment's zero-filled shifts, say) stays.
 
     python bench/dcgan_texture.py --model pretrained/dcgan --real ../shared/data/aid_train
 """
@@ -20,6 +23,7 @@ beside it a frame's strength (`frame_strength`: the lines 0-7 px from the border
 from __future__ import annotations
 
 import argparse
+import copy
 import random
 from pathlib import Path
 
@@ -80,6 +84,11 @@ def main() -> None:
         rows = [("generated", period_peak(generated), frame_strength(generated)),
                 ("constant start map", period_peak(constant), frame_strength(constant)),
                 ("start cells shuffled", period_peak(shuffled), frame_strength(shuffled))]
+        replicated = copy.deepcopy(g)
+        for conv in [m for m in replicated.modules() if isinstance(m, torch.nn.Conv2d)]:
+            conv.padding_mode = "replicate"
+        replicate = replicated.to_rgb(replicated.blocks(start))
+        rows.append(("replicate padding", period_peak(replicate), frame_strength(replicate)))
         blank = render(torch.zeros_like(start))
         frame = (blank[..., :4, :].mean() - blank[..., 60:68, :].mean()).abs().item()
     if args.real:
