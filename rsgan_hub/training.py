@@ -224,6 +224,52 @@ def load_release(init_from: str, generator_cls: type, discriminator_cls: type, f
     return generator.train(), discriminator.train()
 
 
+HISTORY_FILE = "training_history.json"  # beside a release: one entry per run that trained it, oldest first
+HISTORY_KEYS = ("script", "init_from", "dataset", "steps", "images_seen", "minutes", "hardware")
+
+
+def release_history(init_from: str | None) -> list[dict[str, Any]]:
+    """The runs behind the `--init_from` release, from its training_history.json (folder or Hub
+    repo id); [] for a fresh run or a release without one. A damaged file is one line (SystemExit)."""
+    if not init_from:
+        return []
+    path = Path(init_from) / HISTORY_FILE
+    if not path.is_file():
+        if Path(init_from).exists():
+            return []
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
+
+        try:
+            path = Path(hf_hub_download(init_from, HISTORY_FILE))
+        except (EntryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, ValueError):
+            return []  # an older release, saved before the history was kept
+    try:
+        history = json.loads(path.read_text())
+        if not isinstance(history, list) or not all(isinstance(run, dict) and set(HISTORY_KEYS) <= set(run)
+                                                    for run in history):
+            raise ValueError(f"not a list of runs with {', '.join(HISTORY_KEYS)}")
+    except (OSError, ValueError) as err:
+        raise SystemExit(f"error: --init_from {init_from}: {HISTORY_FILE} is damaged ({first_line(err)}); "
+                         "move it aside to continue without the earlier runs' record") from err
+    return history
+
+
+def history_markdown(history: list[dict[str, Any]]) -> str:
+    """The card's paragraph on a release trained over several runs: the totals and one row per run."""
+    if len(history) < 2:
+        return ""
+    rows = "\n".join(f"| {i} | `{run['script']}` | {run['init_from'] or 'new networks'} | {run['dataset']} | "
+                     f"{run['steps']:,} | {run['images_seen']:,} | {run['minutes']:.1f} | {run['hardware']} |"
+                     for i, run in enumerate(history, 1))
+    return (f"This release continues earlier runs (`{HISTORY_FILE}`): {len(history)} runs, "
+            f"{sum(run['steps'] for run in history):,} optimizer steps, "
+            f"{sum(run['images_seen'] for run in history):,} training images seen and "
+            f"{sum(run['minutes'] for run in history):.1f} minutes of training in all.\n\n"
+            "| run | script | from | data | steps | images seen | minutes | hardware |\n|---|---|---|---|---|---|---|---|\n"
+            f"{rows}")
+
+
 def adopt_release_flags(config: Any, release: dict[str, Any], init_from: str) -> None:
     """Set the network flags to the release's values (`release`: flag name -> value); a flag
     given on the command line with another value is an error, not a silent override."""
@@ -493,6 +539,7 @@ class TrainingRun:
         self.device, self.step = self.accelerator.device, 0
         self.snapshots_due = snapshot_minutes(config.snapshot_minutes)  # marks not yet saved
         self.total_batch = config.train_batch_size * self.accelerator.num_processes * config.gradient_accumulation_steps
+        self.history = release_history(config.init_from)  # the runs before this one, for the card
 
     def check_data(self, num_items: int, what: str) -> None:
         """One optimizer step needs train_batch_size x processes x accumulation items (drop_last)."""
@@ -620,9 +667,17 @@ class TrainingRun:
                 f"subfolder=\"{DISCRIMINATOR_FOLDER}\")`): `{Path(sys.argv[0]).name} --init_from` needs it to "
                 "fine-tune this GAN on new data or train it further. It judges real against generated images "
                 "during training; it is not a scene classifier.")
+        hardware = f"{accelerator.num_processes} process(es) on {accelerator.device.type}"
         training = training_markdown(config, self.step, self.step * self.total_batch, self.step - self.start_step,
-                                     self.clock.session(), f"{accelerator.num_processes} process(es) on "
-                                     f"{accelerator.device.type}", total_seconds=self.clock.total())
+                                     self.clock.session(), hardware, total_seconds=self.clock.total())
+        history = self.history + [{
+            "script": Path(sys.argv[0]).name, "init_from": config.init_from,
+            "dataset": config.dataset_name or str(config.dataset), "steps": self.step,
+            "images_seen": self.step * self.total_batch, "minutes": round(self.clock.total() / 60, 1),
+            "hardware": hardware, "mixed_precision": config.mixed_precision,
+            "finished": time.strftime("%Y-%m-%d", time.gmtime())}]
+        if paragraph := history_markdown(history):
+            training = f"{paragraph}\n\nThe last run: {training[0].lower()}{training[1:]}"
         card = {"training": f"{note}\n\n{training}", "metrics": metrics, "dataset": config.dataset,
                 "dataset_split": config.eval_split, "sample_image": sample_image, "repo_id": config.hub_model_id}
         discriminator = plain_copy(accelerator.unwrap_model(discriminator)).float()
@@ -631,6 +686,8 @@ class TrainingRun:
             discriminator.half()
         generator.save_pretrained(self.output_dir, model_card_kwargs=card)
         discriminator.save_pretrained(self.output_dir / DISCRIMINATOR_FOLDER)
+        with atomic_path(self.output_dir / HISTORY_FILE) as tmp:
+            tmp.write_text(json.dumps(history, indent=2) + "\n")
         if config.push_to_hub:
             push_release(self.output_dir, config.hub_model_id or self.output_dir.name)
         print(f"saved the generator and discriminator to {self.output_dir} ({self.step} steps, "
@@ -645,4 +702,4 @@ def push_release(folder: Path, repo_id: str) -> None:
     repo_id = api.create_repo(repo_id, exist_ok=True).repo_id
     api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message="rsgan_hub release",
                       allow_patterns=["config.json", "model.safetensors", "README.md", "samples.png",
-                                      f"{DISCRIMINATOR_FOLDER}/*"])
+                                      HISTORY_FILE, f"{DISCRIMINATOR_FOLDER}/*"])

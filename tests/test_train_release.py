@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -118,6 +119,11 @@ def test_zero_step_continue_from_a_repo_id_loses_nothing(data, release, tmp_path
     again = DCGANDiscriminator.from_pretrained(out, subfolder="discriminator").state_dict()
     for key, value in DCGANDiscriminator.from_pretrained(release, subfolder="discriminator").state_dict().items():
         assert torch.equal(again[key], value), key
+    # the release's history (one fresh run of 2 steps) continued by this run, in the file and in the card
+    history = json.loads((out / "training_history.json").read_text())
+    assert [(run["init_from"], run["steps"]) for run in history] == [(None, 2), (REPO_ID, 0)]
+    assert json.loads((release / "training_history.json").read_text()) == history[:1]
+    assert "2 runs, 2 optimizer steps" in (out / "README.md").read_text()
 
 
 def test_a_release_switches_between_nearest_and_bilinear_resizes(data, release, tmp_path):
@@ -165,8 +171,11 @@ def test_bad_init_from_is_one_line_and_writes_nothing(data, release, tmp_path):
     p, pd = tiny_pix2pix(direction="sat2map")
     p.save_pretrained(tmp_path / "pix2pix")
     pd.save_pretrained(tmp_path / "pix2pix" / "discriminator")
+    shutil.copytree(release, tmp_path / "damaged", ignore=shutil.ignore_patterns("checkpoint-*", "logs"))
+    (tmp_path / "damaged" / "training_history.json").write_text('{"steps": 2')
     scenes, out = str(data / "release"), tmp_path / "out"
     cases = {  # script, flags -> the line it must print
+        ("dcgan.py", str(tmp_path / "damaged")): "training_history.json is damaged",
         ("dcgan.py", str(tmp_path / "pix2pix")): "holds a Pix2PixGenerator, not a DCGANGenerator",
         ("pix2pix.py", str(release)): "holds a DCGANGenerator, not a Pix2PixGenerator",
         ("dcgan.py", str(tmp_path / "generator_only")): "no loadable discriminator/ beside the generator",
