@@ -37,9 +37,9 @@ from gradio.utils import get_upload_folder
 from huggingface_hub import ModelCard
 from PIL import Image
 
-from rsgan_hub import DCGANGenerator, ModelLoadError, Pix2PixGenerator, generate_images, make_grid
+from rsgan_hub import DCGANGenerator, ModelLoadError, Pix2PixGenerator, class_grid, generate_images, make_grid
 from rsgan_hub.geo import is_tiff, open_scene
-from rsgan_hub.io import first_line, label_rows
+from rsgan_hub.io import first_line
 from rsgan_hub.pipelines import (MIN_TRUNCATION, check_translator, latent_walk, prepare, translate_file,
                                  translate_image)
 
@@ -274,9 +274,7 @@ def class_overview(models: Models, classes: list[str], per_class: int = 8, seed:
     if len(classes) * per_class > MAX_OVERVIEW_IMAGES:
         raise gr.Error(f"{len(classes)} classes x {per_class} scenes is over the limit of {MAX_OVERVIEW_IMAGES}")
     seed, truncation = check_int(seed, "seed", 0, MAX_SEED), check_truncation(truncation)
-    images = [image for name in classes
-              for image in generate_images(models.dcgan, per_class, seed, name, truncation)]
-    return label_rows(make_grid(images, columns=per_class), classes, images[0].height)
+    return class_grid(models.dcgan, classes, per_class, seed, truncation=truncation)
 
 
 @user_errors

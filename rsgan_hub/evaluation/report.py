@@ -63,8 +63,7 @@ def update_model_card(model_dir: str | Path, results: dict, dataset: str, split:
         raise ValueError("no numeric results to write into the model card")
     data = card.data
     data.model_name = data.model_name or Path(model_dir).resolve().name
-    data.datasets = sorted({d for d in data.datasets or [] if is_hub_dataset_id(d)}
-                           | ({dataset} if is_hub_dataset_id(dataset) else set())) or None
+    data.datasets = sorted(d for d in {*(data.datasets or []), dataset} if is_hub_dataset_id(d)) or None
     task = data.pipeline_tag or "image-generation"
     data.eval_results = [
         EvalResult(task_type=task, dataset_type=dataset, dataset_name=dataset, dataset_split=split,
