@@ -201,3 +201,18 @@ def test_bad_init_from_is_one_line_and_writes_nothing(data, release, tmp_path):
         assert process.returncode == 1 and len(errors) == 1 and expected in errors[0], (expected, stderr[-2000:])
         assert errors[0] == stderr.strip().splitlines()[-1] and errors[0].startswith("error: ")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("name", ["dcgan", "sat2map", "map2sat"])
+def test_bundled_release_carries_its_training_history(name):
+    """Each bundled GAN release says how it was trained, in a form `--init_from` reads back."""
+    from rsgan_hub.training import history_markdown, release_history
+
+    release = ROOT / "pretrained" / name
+    history = release_history(str(release))
+    assert history, f"{release} has no training_history.json"
+    assert all(run["steps"] > 0 and run["images_seen"] >= run["steps"] and run["minutes"] > 0 for run in history)
+    config = json.loads((release / "training_config.json").read_text())
+    assert history[-1]["init_from"] == config["init_from"]  # the newest run is the one the card's flags describe
+    if len(history) > 1:
+        assert f"{len(history)} runs" in history_markdown(history)
