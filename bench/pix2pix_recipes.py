@@ -30,6 +30,8 @@ CANDIDATES = {  # name: (what it tests, extra train/pix2pix.py flags)
     "legend": ("legend classes: 10 x class-weighted cross-entropy + GAN on the palette rendering", ["--legend"]),
     "legend-ce": ("legend classes, cross-entropy only (no discriminator: more steps)", ["--legend", "--lambda_gan", "0"]),
     "legend-b4": ("legend classes + GAN, 4 pairs per step", ["--legend", "--train_batch_size", "4"]),
+    "legend-ce-dihedral": ("legend-ce with the 8 symmetries of the square as augmentation (8x the pairs)",
+                           ["--legend", "--lambda_gan", "0", "--dihedral"]),
 }
 MAP2SAT_CANDIDATES = {  # map -> satellite: the paper's L1 + GAN throughout
     "rgb": ("the shipped recipe: 1 pair per step, transposed-conv decoder", []),

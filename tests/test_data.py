@@ -343,6 +343,23 @@ def test_scene_transform_dihedral_draws_all_eight_symmetries():
     assert seen == set(range(8))
 
 
+def test_paired_transform_dihedral_gives_both_images_the_same_symmetry():
+    """A satellite image and a different map: each comes out as one of its 8 symmetries, always the
+    same one for both, and all 8 are drawn."""
+    satellite = Image.fromarray(np.arange(8 * 8 * 3, dtype=np.uint8).reshape(8, 8, 3))
+    map_image = Image.fromarray((255 - np.arange(8 * 8 * 3) % 200).astype(np.uint8).reshape(8, 8, 3))
+    bases = PairedTransform(8, 8, flip=False)(satellite, map_image)
+    symmetries = [[torch.rot90(t, k, dims=(-2, -1)) for t in (b, b.flip(-1)) for k in range(4)] for b in bases]
+    transform = PairedTransform(8, 8, flip=False, dihedral=True, generator=0)
+    seen = set()
+    for _ in range(200):
+        out = transform(satellite, map_image)
+        matches = [[i for i, s in enumerate(sym) if torch.equal(o, s)] for o, sym in zip(out, symmetries)]
+        assert len(matches[0]) == 1 and matches[0] == matches[1]
+        seen.add(matches[0][0])
+    assert seen == set(range(8))
+
+
 def test_paired_transform_same_geometry_and_dataloader(tmp_path):
     rng = np.random.default_rng(0)
     satellite = noise(rng, 40, 40)

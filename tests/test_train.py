@@ -140,9 +140,11 @@ def test_pix2pix_two_processes(data, tmp_path):
     out = tmp_path / "run"
     result = check(launch("pix2pix.py", ["--dataset", str(data / "pairs"), "--output_dir", str(out), "--direction",
                                          "map2sat", "--max_train_steps", "2", "--checkpointing_steps", "2",
-                                         "--sample_every", "2", "--save_fp16", *TINY_PIX2PIX], tmp_path, processes=2))
+                                         "--sample_every", "2", "--save_fp16", "--dihedral", *TINY_PIX2PIX],
+                          tmp_path, processes=2))
     assert "world size 2" in result.stdout
     card = (out / "README.md").read_text()
+    assert "- `dihedral`: `true`" in card
     assert says(card, 2, "optimizer steps") and says(card, 4, "training images") and says(card, 2, "process")
     generator = Pix2PixGenerator.from_pretrained(out)
     assert generator.direction == "map2sat" and next(generator.parameters()).dtype == torch.float32

@@ -55,6 +55,8 @@ class TrainConfig(RunFlags):
     load_size: int = flag(286, "resize both images to this side ...", minimum=1)
     crop_size: int = flag(256, "... then take the same random crop of this side", minimum=1)
     flip: bool = flag(True, "random horizontal flip (the same for both images)")
+    dihedral: bool = flag(False, "random rotation by 90-degree steps and flip (one of the 8 symmetries of the square, "
+                                 "the same for both images)")
     base_channels: int = flag(64, "generator width of the first U-Net block", minimum=1)
     num_downs: int = flag(8, "U-Net depth (8: 256 px down to 1x1)", minimum=5)
     dropout: float = flag(0.5, "dropout in the three innermost decoder blocks", minimum=0)
@@ -139,7 +141,8 @@ def main(config: TrainConfig) -> None:
     fixed = validation.with_transform(PairedTransform(config.crop_size, config.crop_size, flip=False, random_crop=False))
     sample_source = torch.stack([fixed[i][source_column] for i in range(len(fixed))])  # (N, 3, crop, crop)
     sample_target = torch.stack([fixed[i][target_column] for i in range(len(fixed))])
-    dataset = dataset.with_transform(PairedTransform(config.load_size, config.crop_size, flip=config.flip))
+    dataset = dataset.with_transform(PairedTransform(config.load_size, config.crop_size, flip=config.flip,
+                                                        dihedral=config.dihedral))
     train_dataloader = DataLoader(dataset, batch_size=config.train_batch_size, shuffle=True, drop_last=True,
                                   num_workers=config.dataloader_num_workers,
                                   persistent_workers=config.dataloader_num_workers > 0)

@@ -58,15 +58,17 @@ class PairedTransform:
     """(PIL satellite, PIL map) -> two (3, crop, crop) tensors in [-1, 1] with the SAME geometry:
     resize both to `load_size`², crop the same `crop_size`² window (random, or central when
     `random_crop=False`), flip both or neither (pix2pix: load 286, crop 256, flip). With
-    `load_size == crop_size` and `flip=False` it is deterministic, for evaluation. Called on a batch
-    dict it replaces `batch["satellite"]` and `batch["map"]`."""
+    `load_size == crop_size` and `flip=False` it is deterministic, for evaluation. `dihedral` draws
+    one of the square's 8 symmetries (as `SceneTransform`'s) and applies it to both: a map seen rotated
+    is still the map of the rotated scene. Called on a batch dict it replaces `batch["satellite"]` and
+    `batch["map"]`."""
 
     def __init__(self, load_size: int = 286, crop_size: int = 256, flip: bool = True, random_crop: bool = True,
-                 generator: torch.Generator | int | None = None):
+                 generator: torch.Generator | int | None = None, dihedral: bool = False):
         if crop_size > load_size:
             raise ValueError(f"crop_size {crop_size} is larger than load_size {load_size}")
         self.load_size, self.crop_size, self.flip, self.random_crop = load_size, crop_size, flip, random_crop
-        self.generator = _as_generator(generator)
+        self.generator, self.dihedral = _as_generator(generator), dihedral
 
     def transform(self, satellite: Image.Image, map_image: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
         margin = self.load_size - self.crop_size
@@ -74,12 +76,13 @@ class PairedTransform:
             top, left = torch.randint(0, margin + 1, (2,), generator=self.generator).tolist()
         else:
             top = left = margin // 2
-        flip = self.flip and bool(torch.rand((), generator=self.generator) < 0.5)
+        flip = (self.flip or self.dihedral) and bool(torch.rand((), generator=self.generator) < 0.5)
+        turns = int(torch.randint(4, (), generator=self.generator)) if self.dihedral else 0
         out = []
         for image in (satellite, map_image):
             tensor = pil_to_tensor(_resize(image.convert("RGB"), (self.load_size, self.load_size)))
             tensor = tensor[:, top:top + self.crop_size, left:left + self.crop_size]  # (3, crop, crop)
-            out.append(tensor.flip(-1) if flip else tensor)
+            out.append(torch.rot90(tensor.flip(-1) if flip else tensor, turns, dims=(-2, -1)))
         return out[0], out[1]
 
     def __call__(self, satellite, map_image=None):
