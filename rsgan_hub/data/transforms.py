@@ -25,6 +25,17 @@ def _resize(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     return image.resize(size, Image.Resampling.BOX if shrinking else Image.Resampling.BICUBIC)
 
 
+def _random_symmetry(generator: torch.Generator | None, flip: bool, dihedral: bool) -> tuple[bool, int]:
+    """(mirror?, quarter turns): a horizontal flip half the time when `flip` or `dihedral`, and with
+    `dihedral` 0-3 turns by 90 degrees too - one of the 8 symmetries of the square."""
+    mirror = (flip or dihedral) and bool(torch.rand((), generator=generator) < 0.5)
+    return mirror, int(torch.randint(4, (), generator=generator)) if dihedral else 0
+
+
+def _apply_symmetry(tensor: torch.Tensor, mirror: bool, turns: int) -> torch.Tensor:
+    return torch.rot90(tensor.flip(-1) if mirror else tensor, turns, dims=(-2, -1))
+
+
 class SceneTransform:
     """PIL scene -> (3, S, S) tensor in [-1, 1]: centre square crop, resize to `image_size`, and a
     random horizontal flip when `flip`. `dihedral` draws one of the 8 symmetries of the square (4
@@ -42,11 +53,7 @@ class SceneTransform:
     def transform(self, image: Image.Image) -> torch.Tensor:
         image = ImageOps.fit(image.convert("RGB"), (min(image.size),) * 2, method=Image.Resampling.NEAREST)
         tensor = pil_to_tensor(_resize(image, (self.image_size, self.image_size)))  # (3, S, S)
-        if (self.flip or self.dihedral) and torch.rand((), generator=self.generator) < 0.5:
-            tensor = tensor.flip(-1)
-        if self.dihedral:
-            tensor = torch.rot90(tensor, int(torch.randint(4, (), generator=self.generator)), dims=(-2, -1))
-        return tensor
+        return _apply_symmetry(tensor, *_random_symmetry(self.generator, self.flip, self.dihedral))
 
     def __call__(self, example):
         if isinstance(example, Image.Image):
@@ -76,13 +83,12 @@ class PairedTransform:
             top, left = torch.randint(0, margin + 1, (2,), generator=self.generator).tolist()
         else:
             top = left = margin // 2
-        flip = (self.flip or self.dihedral) and bool(torch.rand((), generator=self.generator) < 0.5)
-        turns = int(torch.randint(4, (), generator=self.generator)) if self.dihedral else 0
+        symmetry = _random_symmetry(self.generator, self.flip, self.dihedral)  # one draw for both images
         out = []
         for image in (satellite, map_image):
             tensor = pil_to_tensor(_resize(image.convert("RGB"), (self.load_size, self.load_size)))
             tensor = tensor[:, top:top + self.crop_size, left:left + self.crop_size]  # (3, crop, crop)
-            out.append(torch.rot90(tensor.flip(-1) if flip else tensor, turns, dims=(-2, -1)))
+            out.append(_apply_symmetry(tensor, *symmetry))
         return out[0], out[1]
 
     def __call__(self, satellite, map_image=None):
