@@ -32,6 +32,8 @@ CANDIDATES = {  # name: (what it tests, extra train/pix2pix.py flags)
     "legend-b4": ("legend classes + GAN, 4 pairs per step", ["--legend", "--train_batch_size", "4"]),
     "legend-ce-dihedral": ("legend-ce with the 8 symmetries of the square as augmentation (8x the pairs)",
                            ["--legend", "--lambda_gan", "0", "--dihedral"]),
+    "legend-ce-dice": ("legend-ce + 5 x soft Dice (each present class counts equally: aimed at IoU and thin roads)",
+                       ["--legend", "--lambda_gan", "0", "--lambda_dice", "5"]),
 }
 MAP2SAT_CANDIDATES = {  # map -> satellite: the paper's L1 + GAN throughout
     "rgb": ("the shipped recipe: 1 pair per step, transposed-conv decoder", []),

@@ -217,15 +217,41 @@ def test_train_pix2pix_legend_release_and_init_from(tmp_path):
     released = Pix2PixGenerator.from_pretrained(tmp_path / "a")
     assert released.predicts_classes and released.class_names == PREDICTED_CLASSES
     # fine-tuning the release keeps the legend head; no discriminator run: --lambda_gan 0
-    result = train("--init_from", str(tmp_path / "a"), "--lambda_gan", "0", "--max_train_steps", "2",
-                   "--output_dir", str(tmp_path / "b"))
+    # (with a Dice term beside the cross-entropy, logged as its own loss)
+    result = train("--init_from", str(tmp_path / "a"), "--lambda_gan", "0", "--lambda_dice", "1",
+                   "--max_train_steps", "2", "--output_dir", str(tmp_path / "b"))
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((tmp_path / "b" / "training_config.json").read_text())["legend"] is True
+    assert "loss_dice" in (tmp_path / "b" / "losses.csv").read_text()
     assert Pix2PixGenerator.from_pretrained(tmp_path / "b").predicts_classes
     # a legend only exists for maps
     result = train("--legend", "--direction", "map2sat", "--max_train_steps", "1", "--output_dir", str(tmp_path / "c"))
     assert result.returncode != 0 and "--legend predicts map classes" in result.stderr
     assert not (tmp_path / "c").exists()
+    result = train("--lambda_dice", "1", "--max_train_steps", "1", "--output_dir", str(tmp_path / "d"))
+    assert result.returncode != 0 and "--lambda_dice weighs a loss on the legend classes" in result.stderr
+    assert not (tmp_path / "d").exists()
+
+
+def test_soft_dice_loss_counts_each_present_class_equally():
+    from rsgan_hub.losses import soft_dice_loss
+
+    targets = torch.zeros(1, 10, 10, dtype=torch.long)
+    targets[0, 0, :] = 1  # a thin class: 10 % of the pixels
+    perfect = F.one_hot(targets, 3).permute(0, 3, 1, 2).float()
+    assert soft_dice_loss(perfect, targets, smooth=0).item() == pytest.approx(0.0, abs=1e-6)
+    # all background: cross-entropy-like pixel accuracy 90 %, but class 1's Dice is 0, so the loss is ~0.5
+    background = F.one_hot(torch.zeros_like(targets), 3).permute(0, 3, 1, 2).float()
+    assert soft_dice_loss(background, targets, smooth=0).item() == pytest.approx(1 - (2 * 90 / 190) / 2, abs=1e-6)
+    # class 2 is absent from the targets: it does not count (its predicted mass still lowers the others)
+    ignored = targets.clone()
+    ignored[0, 0, :] = -100  # the thin row counts for nothing: the background prediction is then perfect
+    assert soft_dice_loss(background, ignored, smooth=0).item() == pytest.approx(0.0, abs=1e-6)
+    # gradients reach the probabilities through a softmax
+    logits = torch.zeros(1, 3, 10, 10, requires_grad=True)
+    soft_dice_loss(logits.softmax(1), targets).backward()
+    assert logits.grad.abs().sum() > 0
+    assert soft_dice_loss(logits.softmax(1), torch.full_like(targets, -100)).item() == 0.0
 
 
 def test_evaluate_scores_a_legend_model_on_its_argmax(tmp_path):

@@ -12,7 +12,8 @@ Normalisation is instance norm (no batch statistics), so nothing is synchronised
 `--legend` (satellite -> map): the U-Net predicts the map legend's classes
 (`rsgan_hub.evaluation.LEGEND_PALETTE`) with a class-weighted cross-entropy instead of regressing RGB
 with L1, which on a near-white map style finds the background everywhere. Text and icons are left
-out of the loss (no translator can know them). The PatchGAN sees maps drawn in the palette: the
+out of the loss (no translator can know them); `--lambda_dice` adds a soft Dice term, which counts a
+thin class as much as a wide one. The PatchGAN sees maps drawn in the palette: the
 generator's class probabilities rendered, against the real map's classes rendered.
 """
 
@@ -32,7 +33,7 @@ from rsgan_hub.evaluation.translation import (BACKGROUND, IGNORED, LEGEND_OUTLIN
                                               legend_classes)
 from rsgan_hub.io import pil_to_tensor
 from rsgan_hub.losses import (bce_discriminator_loss, bce_generator_loss, hinge_discriminator_loss,
-                              hinge_generator_loss, l1_loss)
+                              hinge_generator_loss, l1_loss, soft_dice_loss)
 from rsgan_hub.models import PatchDiscriminator, Pix2PixGenerator
 from rsgan_hub.models.fast import training_layers
 from rsgan_hub.models.pix2pix import UPSAMPLE_MODES
@@ -69,6 +70,8 @@ class TrainConfig(RunFlags):
     loss: str = flag("bce", "bce (the paper's) or hinge", choices=["bce", "hinge"])
     lambda_l1: float = flag(100.0, "weight of the L1 term in G's loss (RGB output)", minimum=0)
     lambda_ce: float = flag(10.0, "weight of the cross-entropy term in G's loss (--legend)", minimum=0)
+    lambda_dice: float = flag(0.0, "weight of a soft Dice term on the class probabilities in G's loss (--legend; "
+                                   "each present class counts equally, thin roads as much as background)", minimum=0)
     lambda_gan: float = flag(1.0, "weight of the adversarial term in G's loss (0: no discriminator is trained)",
                              minimum=0)
     class_weighting: str = flag("sqrt", "--legend class weights: 1/sqrt(pixel share), at most 10x the commonest "
@@ -122,6 +125,9 @@ def main(config: TrainConfig) -> None:
                              f"pass --direction {released} to fine-tune it, or --direction {config.direction} to "
                              "retrain it the other way")
         adopt_release_flags(config, release_flags(released_g, released_d), config.init_from)
+    if config.lambda_dice and not config.legend:
+        raise SystemExit("error: --lambda_dice weighs a loss on the legend classes: it needs --legend "
+                         "(or an --init_from legend release)")
     checkpoint, global_step = resolve_resume(config.output_dir, config.resume_from_checkpoint)
     run = TrainingRun(config, "pix2pix")
     accelerator, output_dir, device = run.accelerator, run.output_dir, run.device
@@ -231,7 +237,8 @@ def main(config: TrainConfig) -> None:
         with accelerator.accumulate(generator, discriminator):
             if config.legend:
                 logits = generator(source, output="logits")  # (B, classes, H, W)
-                fake = palette.render(logits.float().softmax(dim=1))
+                probabilities = logits.float().softmax(dim=1)
+                fake = palette.render(probabilities)
             else:
                 fake = generator(source)
             if config.lambda_gan == 0:  # reconstruction only: no discriminator
@@ -249,6 +256,9 @@ def main(config: TrainConfig) -> None:
             if config.legend:
                 loss_rec = F.cross_entropy(logits.float(), target_classes, weight=class_weights)
                 loss_g = config.lambda_gan * loss_g_gan + config.lambda_ce * loss_rec
+                if config.lambda_dice:
+                    loss_dice = soft_dice_loss(probabilities, target_classes)
+                    loss_g = loss_g + config.lambda_dice * loss_dice
             else:
                 loss_rec = l1_loss(fake, target)
                 loss_g = config.lambda_gan * loss_g_gan + config.lambda_l1 * loss_rec
@@ -263,7 +273,7 @@ def main(config: TrainConfig) -> None:
         if ema is not None:
             ema.step(accelerator.unwrap_model(generator).parameters())
         logs = {"loss_d": loss_d, "loss_g_gan": loss_g_gan, "loss_ce" if config.legend else "loss_l1": loss_rec,
-                "lr": schedulers[0].get_last_lr()[0]}
+                "lr": schedulers[0].get_last_lr()[0], **({"loss_dice": loss_dice} if config.lambda_dice else {})}
         if run.end_step(logs, lambda path: sample_grid(release_generator(), path), release_generator):
             break  # logs, checkpoints, samples and snapshots are written when due; the time budget ran out
     run.finish()
