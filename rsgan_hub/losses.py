@@ -49,7 +49,6 @@ def l1_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.l1_loss(prediction.float(), target.float())
 
 
-
 def soft_dice_loss(probabilities: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100,
                    smooth: float = 1.0) -> torch.Tensor:
     """1 - the mean soft Dice score over the classes present in `targets`, in fp32.
