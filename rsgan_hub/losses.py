@@ -63,9 +63,9 @@ def soft_dice_loss(probabilities: torch.Tensor, targets: torch.Tensor, ignore_in
     one_hot = one_hot * valid[:, None]
     probabilities = probabilities * valid[:, None]
     overlap = (probabilities * one_hot).sum(dim=(0, 2, 3))  # (C,)
-    total = probabilities.sum(dim=(0, 2, 3)) + one_hot.sum(dim=(0, 2, 3))
-    dice = (2 * overlap + smooth) / (total + smooth)
-    present = one_hot.sum(dim=(0, 2, 3)) > 0
+    target_pixels = one_hot.sum(dim=(0, 2, 3))  # (C,)
+    dice = (2 * overlap + smooth) / (probabilities.sum(dim=(0, 2, 3)) + target_pixels + smooth)
+    present = target_pixels > 0
     if not present.any():
         return probabilities.sum() * 0  # no valid pixel: no loss, but keep the graph
     return 1 - dice[present].mean()

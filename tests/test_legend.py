@@ -243,7 +243,7 @@ def test_soft_dice_loss_counts_each_present_class_equally():
     # all background: cross-entropy-like pixel accuracy 90 %, but class 1's Dice is 0, so the loss is ~0.5
     background = F.one_hot(torch.zeros_like(targets), 3).permute(0, 3, 1, 2).float()
     assert soft_dice_loss(background, targets, smooth=0).item() == pytest.approx(1 - (2 * 90 / 190) / 2, abs=1e-6)
-    # class 2 is absent from the targets: it does not count (its predicted mass still lowers the others)
+    # (class 2 is absent from the targets, so it never counts: both losses above would differ otherwise)
     ignored = targets.clone()
     ignored[0, 0, :] = -100  # the thin row counts for nothing: the background prediction is then perfect
     assert soft_dice_loss(background, ignored, smooth=0).item() == pytest.approx(0.0, abs=1e-6)
