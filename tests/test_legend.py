@@ -216,12 +216,25 @@ def test_train_pix2pix_legend_release_and_init_from(tmp_path):
     assert "loss_ce" in losses and "loss_l1" not in losses
     released = Pix2PixGenerator.from_pretrained(tmp_path / "a")
     assert released.predicts_classes and released.class_names == PREDICTED_CLASSES
+    # bench/logit_adjustment.py --apply: a copy of the release with shifted class logits, flagged in its config
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "logit_adjustment.py"), "--data",
+                             str(tmp_path / "pairs"), "--models", str(tmp_path / "a"), "--apply", "-1", "--out",
+                             str(tmp_path / "a-adjusted")], capture_output=True, text=True, cwd=tmp_path, env=env,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    shift = (Pix2PixGenerator.from_pretrained(tmp_path / "a-adjusted").to_image[0].bias
+             - released.to_image[0].bias).detach()
+    assert shift[0].item() == pytest.approx(0, abs=1e-6) and (shift[1:] > 0).all()  # background weighs 1
+    assert json.loads((tmp_path / "a-adjusted" / "training_config.json").read_text())["logit_adjustment"] == -1
+    assert (tmp_path / "a-adjusted" / "discriminator" / "config.json").is_file()
     # fine-tuning the release keeps the legend head; no discriminator run: --lambda_gan 0
     # (with a Dice term beside the cross-entropy, logged as its own loss)
+    # (and the release's logits shifted back by half the class weights' logs)
     result = train("--init_from", str(tmp_path / "a"), "--lambda_gan", "0", "--lambda_dice", "1",
-                   "--max_train_steps", "2", "--output_dir", str(tmp_path / "b"))
+                   "--logit_adjustment", "0.5", "--max_train_steps", "2", "--output_dir", str(tmp_path / "b"))
     assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads((tmp_path / "b" / "training_config.json").read_text())["legend"] is True
+    flags = json.loads((tmp_path / "b" / "training_config.json").read_text())
+    assert flags["legend"] is True and flags["logit_adjustment"] == 0.5
     assert "loss_dice" in (tmp_path / "b" / "losses.csv").read_text()
     assert Pix2PixGenerator.from_pretrained(tmp_path / "b").predicts_classes
     # a legend only exists for maps
@@ -231,6 +244,45 @@ def test_train_pix2pix_legend_release_and_init_from(tmp_path):
     result = train("--lambda_dice", "1", "--max_train_steps", "1", "--output_dir", str(tmp_path / "d"))
     assert result.returncode != 0 and "--lambda_dice weighs a loss on the legend classes" in result.stderr
     assert not (tmp_path / "d").exists()
+    result = train("--legend", "--class_weighting", "none", "--logit_adjustment", "1", "--max_train_steps", "1",
+                   "--output_dir", str(tmp_path / "e"))
+    assert result.returncode != 0 and "--logit_adjustment takes back the legend's class weights" in result.stderr
+    assert not (tmp_path / "e").exists()
+
+
+@pytest.mark.parametrize("upsample", ["transposed", "resize"])
+def test_shift_class_logits_adds_to_every_pixel(upsample):
+    generator = tiny_legend(upsample=upsample).eval()
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    offsets = torch.arange(len(LEGEND_PALETTE), dtype=torch.float32) - 2.5
+    before = generator.class_logits(x)
+    generator.shift_class_logits(offsets)
+    assert torch.allclose(generator.class_logits(x) - before, offsets[None, :, None, None].expand_as(before),
+                          atol=1e-5)
+    # a large enough shift decides every pixel's class
+    generator.shift_class_logits(torch.eye(len(LEGEND_PALETTE))[2] * 1e4)
+    assert (generator.class_logits(x).argmax(1) == 2).all()
+    with pytest.raises(ValueError, match="one per class"):
+        generator.shift_class_logits([1.0, 2.0])
+    with pytest.raises(TypeError, match="predicts RGB"):
+        Pix2PixGenerator(base_channels=4, num_downs=5).shift_class_logits([0.0] * 3)
+
+
+def test_legend_class_weights_follow_the_pixel_shares():
+    from datasets import Dataset
+
+    from rsgan_hub.evaluation.translation import legend_class_weights
+
+    arrays = [synthetic_pair(32, seed)[1] for seed in range(3)]  # (32, 32, 3) uint8 maps
+    weights, share = legend_class_weights(Dataset.from_dict({"map": [Image.fromarray(a) for a in arrays]}))
+    ids = legend_classes(torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2))
+    expected = torch.bincount(ids.flatten(), minlength=len(PREDICTED_CLASSES) + 1)[:len(PREDICTED_CLASSES)].float()
+    assert torch.allclose(share, expected / expected.sum())
+    assert weights[PREDICTED_CLASSES.index("background")] == 1.0  # the commonest
+    road, water = PREDICTED_CLASSES.index("road"), PREDICTED_CLASSES.index("water")
+    assert weights[road] == pytest.approx((share.max() / share[road]).sqrt().item())
+    assert weights[PREDICTED_CLASSES.index("zone")] == 10.0  # absent: the cap
+    assert 1.0 < weights[water] < 10.0
 
 
 def test_soft_dice_loss_counts_each_present_class_equally():

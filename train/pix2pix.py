@@ -30,8 +30,7 @@ import torch.nn.functional as F
 from rsgan_hub.data import PairedTransform, load_pair_dataset
 from rsgan_hub.evaluation.classify import to_uint8
 from rsgan_hub.evaluation.translation import (BACKGROUND, IGNORED, LEGEND_OUTLINES, LEGEND_PALETTE, PREDICTED_CLASSES,
-                                              legend_classes)
-from rsgan_hub.io import pil_to_tensor
+                                              legend_class_weights, legend_classes)
 from rsgan_hub.losses import (bce_discriminator_loss, bce_generator_loss, hinge_discriminator_loss,
                               hinge_generator_loss, l1_loss, soft_dice_loss)
 from rsgan_hub.models import PatchDiscriminator, Pix2PixGenerator
@@ -76,6 +75,9 @@ class TrainConfig(RunFlags):
                              minimum=0)
     class_weighting: str = flag("sqrt", "--legend class weights: 1/sqrt(pixel share), at most 10x the commonest "
                                         "class's ('sqrt'), or 'none'", choices=["sqrt", "none"])
+    logit_adjustment: float = flag(0.0, "--legend with class weights: the released model's class logits shifted by "
+                                        "-A x log(class weight) (0: none; 1: the weighting's push towards rare classes "
+                                        "taken back; negative: pushed further, which can raise their IoU)")
     learning_rate: float = flag(2e-4, "Adam learning rate (both networks)", minimum=0)
     adam_beta1: float = flag(0.5, "Adam beta1", minimum=0)
     adam_beta2: float = flag(0.999, "Adam beta2", minimum=0)
@@ -128,6 +130,9 @@ def main(config: TrainConfig) -> None:
     if config.lambda_dice and not config.legend:
         raise SystemExit("error: --lambda_dice weighs a loss on the legend classes: it needs --legend "
                          "(or an --init_from legend release)")
+    if config.logit_adjustment and not (config.legend and config.class_weighting == "sqrt"):
+        raise SystemExit("error: --logit_adjustment takes back the legend's class weights: it needs --legend "
+                         "and --class_weighting sqrt")
     checkpoint, global_step = resolve_resume(config.output_dir, config.resume_from_checkpoint)
     run = TrainingRun(config, "pix2pix")
     accelerator, output_dir, device = run.accelerator, run.output_dir, run.device
@@ -141,7 +146,11 @@ def main(config: TrainConfig) -> None:
             config.dataset, split=config.validation_split, satellite_column=config.satellite_column,
             map_column=config.map_column)
     run.check_data(len(dataset), "pairs")
-    class_weights = legend_class_weights(dataset, config) if config.legend else None
+    class_weights = None
+    if config.legend and config.class_weighting == "sqrt":
+        class_weights, share = legend_class_weights(dataset, config.map_column)
+        print("legend class weights: " + ", ".join(f"{n} {w:.2f} ({s:.1%})" for n, w, s in
+                                                   zip(PREDICTED_CLASSES, class_weights.tolist(), share.tolist())))
     dataset = dataset.select_columns(["satellite", "map"])
     validation = validation.select_columns(["satellite", "map"]).select(range(min(config.num_samples, len(validation))))
     fixed = validation.with_transform(PairedTransform(config.crop_size, config.crop_size, flip=False, random_crop=False))
@@ -195,6 +204,8 @@ def main(config: TrainConfig) -> None:
         model = plain_copy(accelerator.unwrap_model(generator))
         if ema is not None:
             ema.copy_to(model.parameters())
+        if config.logit_adjustment:
+            model.shift_class_logits(-config.logit_adjustment * class_weights.log())
         return model.eval()
 
     def discriminator_step(fake: torch.Tensor, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -286,23 +297,6 @@ def main(config: TrainConfig) -> None:
         run.save_release(final, discriminator, metrics, title=f"pix2pix {config.direction} ({config.preset} recipe)",
                          sample_image="samples.png" if config.card_samples else None)
     accelerator.end_training()
-
-
-def legend_class_weights(dataset, config: TrainConfig, max_maps: int = 200) -> torch.Tensor | None:
-    """Cross-entropy weights of the legend classes from the pixel shares of the first `max_maps` maps:
-    1/sqrt(share), scaled so the commonest class weighs 1, capped at 10 (absent classes get 10)."""
-    if config.class_weighting == "none":
-        return None
-    counts = torch.zeros(len(LEGEND_PALETTE) + 1)  # the last: text and icons, not counted
-    for i in range(min(max_maps, len(dataset))):
-        maps = to_uint8(pil_to_tensor(dataset[i][config.map_column]))[None]
-        counts += torch.bincount(legend_classes(maps).flatten(), minlength=len(counts)).float()
-    counts = counts[:-1]
-    share = counts / counts.sum()
-    weights = (share.max() / share.clamp(min=1e-12)).sqrt().clamp(max=10.0)
-    print("legend class weights: " + ", ".join(f"{n} {w:.2f} ({s:.1%})" for n, w, s in
-                                               zip(PREDICTED_CLASSES, weights.tolist(), share.tolist())))
-    return weights
 
 
 def evaluate(generator: Pix2PixGenerator, config: TrainConfig) -> dict:

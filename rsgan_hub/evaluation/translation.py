@@ -66,6 +66,19 @@ def legend_classes(maps: torch.Tensor) -> torch.Tensor:
     return _OWNER[distances.argmin(-1)]
 
 
+def legend_class_weights(dataset, map_column: str = "map", max_maps: int = 200) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy weights of the predicted legend classes from their pixel shares in the first
+    `max_maps` maps of `dataset`: 1/sqrt(share), scaled so the commonest class weighs 1, capped at 10
+    (an absent class gets 10). Returns (weights, shares), each (len(PREDICTED_CLASSES),)."""
+    counts = torch.zeros(len(LEGEND_NAMES))
+    for i in range(min(max_maps, len(dataset))):
+        maps = to_uint8(pil_to_tensor(dataset[i][map_column]))[None]
+        counts += torch.bincount(legend_classes(maps).flatten(), minlength=len(counts)).float()
+    counts = counts[[LEGEND_NAMES.index(name) for name in PREDICTED_CLASSES]]  # text and icons not counted
+    share = counts / counts.sum()
+    return (share.max() / share.clamp(min=1e-12)).sqrt().clamp(max=10.0), share
+
+
 def constant_map(like: torch.Tensor) -> torch.Tensor:
     """The sat->map baseline: uint8 images of the legend's background colour, shaped like `like`."""
     colour = torch.tensor(MAP_LEGEND["background"][0][0], dtype=torch.uint8)

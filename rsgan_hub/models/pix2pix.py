@@ -180,6 +180,20 @@ class Pix2PixGenerator(HubModel, tags=["pix2pix"], pipeline_tag="image-to-image"
             raise TypeError("this generator predicts RGB, not legend classes (it was built without a palette)")
         return self.unet(x)
 
+    def shift_class_logits(self, offsets) -> None:
+        """Add offsets[k] to class k's logit at every pixel, in place (through the last layer's bias).
+        With offsets = -log(class weight) this is post-hoc logit adjustment (Menon et al. 2021, "Long-tail
+        learning via logit adjustment"): it takes back the push towards rare classes that a class-weighted
+        cross-entropy builds into the logits."""
+        if not self.predicts_classes:
+            raise TypeError("this generator predicts RGB, not legend classes (it was built without a palette)")
+        offsets = torch.as_tensor(offsets, dtype=torch.float32).flatten()
+        if len(offsets) != len(self.palette) or not torch.isfinite(offsets).all():
+            raise ValueError(f"need {len(self.palette)} finite offsets, one per class; got {offsets.tolist()}")
+        bias = [p for name, p in self.to_image.named_parameters() if name.endswith("bias")][-1]  # (classes,)
+        with torch.no_grad():
+            bias += offsets.to(bias)
+
     def render(self, probabilities: torch.Tensor) -> torch.Tensor:
         """(B, classes, H, W) class probabilities (or one-hot classes) -> (B, 3, H, W) RGB in [-1, 1]."""
         return torch.einsum("bkhw,kc->bchw", probabilities.float(), self.palette)
