@@ -2,10 +2,11 @@
 
 A legend model trained with class-weighted cross-entropy (`train/pix2pix.py --legend`, weights
 1/sqrt(pixel share)) learns logits shifted by log(weight): it draws rare classes (roads, water) where a
-calibrated model would draw background, which costs background and building IoU. Shifting the logits by
--A x log(weight) (Menon et al. 2021) takes that back: A = 0 is the model as trained, A = 1 takes it
-fully back. This scores each model at each A on a split (the study's validation band: never the test
-rows) and prints a table; `train/pix2pix.py --logit_adjustment A` applies the chosen A to a release.
+calibrated model would draw background. Shifting the logits by -A x log(weight) (Menon et al. 2021)
+moves that: A = 0 is the model as trained, A = 1 takes the push fully back, A < 0 pushes further (on
+the Mumbai validation band, A < 0 raised building and road IoU; A > 0 lowered them). This scores each
+model at each A on a split (the study's validation band: never the test rows) and prints a table;
+`train/pix2pix.py --logit_adjustment A` applies the chosen A to a release.
 
     python bench/logit_adjustment.py --data /tmp/p2p/study --models /tmp/s2m/runs/legend-ce \\
         /tmp/s2m/runs/legend-ce-dice --adjustments 0 0.25 0.5 0.75 1 --out /tmp/s2m/adjustment.json
@@ -14,7 +15,7 @@ The class weights are recomputed from the `train` split of --data, as training c
 write a release with the chosen A (a copy of the model folder - card, discriminator, history - with
 the shifted weights, in the dtype they were saved in; `--out` must not exist yet):
 
-    python bench/logit_adjustment.py --data /tmp/p2p/study --models /tmp/long_s2m/sat2map \
+    python bench/logit_adjustment.py --data /tmp/p2p/study --models /tmp/long_s2m/sat2map \\
         --apply -0.5 --out /tmp/long_s2m/sat2map-adjusted
 """
 
@@ -31,7 +32,8 @@ import safetensors.torch
 
 from rsgan_hub.data import load_pair_dataset
 from rsgan_hub.evaluation import evaluate_translator
-from rsgan_hub.evaluation.translation import PREDICTED_CLASSES, legend_class_weights
+from rsgan_hub.evaluation.translation import (PREDICTED_CLASSES, describe_class_weights,
+                                              legend_class_weights)
 from rsgan_hub.io import atomic_dir
 from rsgan_hub.models import Pix2PixGenerator
 
@@ -51,8 +53,7 @@ def main() -> None:
         raise SystemExit("error: --apply takes one --models folder and an --out that does not exist yet")
 
     weights, share = legend_class_weights(load_pair_dataset(args.data, split="train"))
-    print("class weights: " + ", ".join(f"{n} {w:.2f} ({s:.1%})" for n, w, s in
-                                        zip(PREDICTED_CLASSES, weights.tolist(), share.tolist())))
+    print("class weights: " + describe_class_weights(weights, share))
     if args.apply is not None:
         return apply(Path(args.models[0]), args.out, args.apply, weights)
     pairs = load_pair_dataset(args.data, split=args.split)
@@ -77,6 +78,10 @@ def apply(model: Path, out: Path, adjustment: float, weights) -> None:
     """Copy the release folder `model` to `out` with its class logits shifted by -adjustment x log(weights),
     recorded as `logit_adjustment` in its training_config.json (what `train/pix2pix.py --logit_adjustment`
     does at save time). The copy is completed beside `out` and renamed into place (`atomic_dir`)."""
+    flags = json.loads((model / "training_config.json").read_text())
+    if flags.get("logit_adjustment"):
+        raise SystemExit(f"error: {model} was already adjusted (logit_adjustment {flags['logit_adjustment']})")
+    flags["logit_adjustment"] = adjustment
     offsets = -adjustment * weights.log()
     generator = Pix2PixGenerator.from_pretrained(model)
     if not generator.predicts_classes:
@@ -87,10 +92,6 @@ def apply(model: Path, out: Path, adjustment: float, weights) -> None:
     with atomic_dir(out, command="bench/logit_adjustment.py") as copy:
         shutil.copytree(model, copy, ignore=shutil.ignore_patterns("checkpoint-*", "snapshot-*"), dirs_exist_ok=True)
         safetensors.torch.save_model(generator.to(saved_dtype), str(copy / "model.safetensors"))
-        flags = json.loads((copy / "training_config.json").read_text())
-        if flags.get("logit_adjustment"):
-            raise SystemExit(f"error: {model} was already adjusted (logit_adjustment {flags['logit_adjustment']})")
-        flags["logit_adjustment"] = adjustment
         (copy / "training_config.json").write_text(json.dumps(flags, indent=2))
     print(f"wrote {out}: class logits shifted by " + ", ".join(f"{o:+.3f}" for o in offsets.tolist()))
 

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from rsgan_hub.data import PairedTransform, load_pair_dataset
 from rsgan_hub.evaluation.classify import to_uint8
 from rsgan_hub.evaluation.translation import (BACKGROUND, IGNORED, LEGEND_OUTLINES, LEGEND_PALETTE, PREDICTED_CLASSES,
-                                              legend_class_weights, legend_classes)
+                                              describe_class_weights, legend_class_weights, legend_classes)
 from rsgan_hub.losses import (bce_discriminator_loss, bce_generator_loss, hinge_discriminator_loss,
                               hinge_generator_loss, l1_loss, soft_dice_loss)
 from rsgan_hub.models import PatchDiscriminator, Pix2PixGenerator
@@ -149,8 +149,7 @@ def main(config: TrainConfig) -> None:
     class_weights = None
     if config.legend and config.class_weighting == "sqrt":
         class_weights, share = legend_class_weights(dataset, config.map_column)
-        print("legend class weights: " + ", ".join(f"{n} {w:.2f} ({s:.1%})" for n, w, s in
-                                                   zip(PREDICTED_CLASSES, class_weights.tolist(), share.tolist())))
+        print("legend class weights: " + describe_class_weights(class_weights, share))
     dataset = dataset.select_columns(["satellite", "map"])
     validation = validation.select_columns(["satellite", "map"]).select(range(min(config.num_samples, len(validation))))
     fixed = validation.with_transform(PairedTransform(config.crop_size, config.crop_size, flip=False, random_crop=False))

@@ -79,6 +79,11 @@ def legend_class_weights(dataset, map_column: str = "map", max_maps: int = 200) 
     return (share.max() / share.clamp(min=1e-12)).sqrt().clamp(max=10.0), share
 
 
+def describe_class_weights(weights: torch.Tensor, share: torch.Tensor) -> str:
+    """One line of `legend_class_weights`' result: each class's weight and pixel share."""
+    return ", ".join(f"{n} {w:.2f} ({s:.1%})" for n, w, s in zip(PREDICTED_CLASSES, weights.tolist(), share.tolist()))
+
+
 def constant_map(like: torch.Tensor) -> torch.Tensor:
     """The sat->map baseline: uint8 images of the legend's background colour, shaped like `like`."""
     colour = torch.tensor(MAP_LEGEND["background"][0][0], dtype=torch.uint8)
