@@ -49,6 +49,12 @@ MAP2SAT_CANDIDATES = {  # map -> satellite: the paper's L1 + GAN throughout
                                                        "--lambda_gan", "0.1"]),
     "resize-b4-l1": ("resize-b4, L1 only (no discriminator)", ["--train_batch_size", "4", "--upsample", "resize",
                                                                "--lambda_gan", "0"]),
+    # An SSIM term (Zhao et al. 2017's L1 + SSIM) beside the GAN: can structure be bought without the blur?
+    "resize-b4-ssim": ("resize-b4 + 100 x (1 - SSIM)", ["--train_batch_size", "4", "--upsample", "resize",
+                                                       "--lambda_ssim", "100"]),
+    "resize-b4-gan0.3-ssim": ("resize-b4, GAN weight 0.3, + 100 x (1 - SSIM)",
+                              ["--train_batch_size", "4", "--upsample", "resize", "--lambda_gan", "0.3",
+                               "--lambda_ssim", "100"]),
 }
 COMMON = ["--base_channels", "32", "--discriminator_channels", "32"]  # the shipped model's widths
 KEYS = {"sat2map": ["legend_miou", "nonbg_legend_acc", "iou_building", "iou_road", "iou_water", "pixel_acc_16"],
@@ -106,7 +112,8 @@ FIGURES = {"sat2map": ("pix2pix_recipes_miou.png", "pix2pix_recipes_samples.png"
            "map2sat": ("map2sat_recipes_l1.png", "map2sat_recipes_samples.png", "drawn_map.png")}
 
 
-def report(names: list[str], work: Path, minutes: list[float], figures: Path | None, direction: str = "sat2map") -> str:
+def report(names: list[str], work: Path, minutes: list[float], figures: Path | None, direction: str = "sat2map",
+           figure_tag: str = "") -> str:
     results = {(n, m): json.loads((work / "eval" / f"{n}-{m:g}.json").read_text()) for n in names for m in minutes}
     key, short, _ = PRIMARY[direction]
     rest = [k for k in KEYS[direction] if k != key]
@@ -126,6 +133,8 @@ def report(names: list[str], work: Path, minutes: list[float], figures: Path | N
     if figures is not None:
         figures.mkdir(parents=True, exist_ok=True)
         plot_name, strip_name, example = FIGURES[direction]
+        if figure_tag:  # a later study's figures beside the first's: map2sat_recipes_<tag>_l1.png
+            plot_name, strip_name = (n.replace("_recipes_", f"_recipes_{figure_tag}_") for n in (plot_name, strip_name))
         plot(results, names, minutes, figures / plot_name, direction)
         sample_strip(names, work, figures / strip_name, example)
     return "\n".join(lines)
@@ -178,6 +187,7 @@ def main() -> None:
     parser.add_argument("--minutes", nargs="+", type=float, default=[5, 10, 20], help="budget marks (CPU-minutes)")
     parser.add_argument("--report-only", action="store_true", help="only the table (and --figures) from the evaluations")
     parser.add_argument("--figures", type=Path, default=None, help="write the plot here")
+    parser.add_argument("--figure-tag", default="", help="put TAG in the figures' names (a later study beside the first)")
     args = parser.parse_args()
     known = candidates(args.direction)
     args.candidates = args.candidates or list(known)
@@ -188,7 +198,7 @@ def main() -> None:
     if not args.report_only:
         train(args.candidates, args.data, args.work, args.minutes, args.direction)
         evaluate(args.candidates, args.data, args.work, args.minutes)
-    print(report(args.candidates, args.work, args.minutes, args.figures, args.direction))
+    print(report(args.candidates, args.work, args.minutes, args.figures, args.direction, args.figure_tag))
 
 
 if __name__ == "__main__":

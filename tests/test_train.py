@@ -140,11 +140,13 @@ def test_pix2pix_two_processes(data, tmp_path):
     out = tmp_path / "run"
     result = check(launch("pix2pix.py", ["--dataset", str(data / "pairs"), "--output_dir", str(out), "--direction",
                                          "map2sat", "--max_train_steps", "2", "--checkpointing_steps", "2",
-                                         "--sample_every", "2", "--save_fp16", "--dihedral", *TINY_PIX2PIX],
+                                         "--sample_every", "2", "--save_fp16", "--dihedral", "--lambda_ssim", "10",
+                                         *TINY_PIX2PIX],
                           tmp_path, processes=2))
     assert "world size 2" in result.stdout
     card = (out / "README.md").read_text()
     assert "- `dihedral`: `true`" in card
+    assert "loss_ssim" in (out / "losses.csv").read_text()
     assert says(card, 2, "optimizer steps") and says(card, 4, "training images") and says(card, 2, "process")
     generator = Pix2PixGenerator.from_pretrained(out)
     assert generator.direction == "map2sat" and next(generator.parameters()).dtype == torch.float32
@@ -224,6 +226,7 @@ def test_bad_flags_fail_before_anything_is_written(data, tmp_path):
         (scenes + ["--condition_transition", "10,20"], 1, "error: --condition_transition needs --conditional"),
         (scenes + ["--conditional", "--condition_transition", "20,10"], 1, "needs 0 <= START < END, got '20,10'"),
         (scenes + ["--conditional", "--condition_transition", "ten"], 1, "takes START,END optimizer steps"),
+        (pairs + ["--legend", "--lambda_ssim", "1"], 1, "error: --lambda_ssim weighs a loss on RGB output"),
         (pairs + ["--crop_size", "300", "--load_size", "286"], 1, "error: --crop_size 300 is larger than --load_size 286"),
         (scenes + ["--upsample", "transposed", "--generator_padding", "replicate"], 1,
          "error: --upsample transposed --generator_padding replicate: transposed convolutions pad with zeros only"),

@@ -11,7 +11,7 @@ import torch
 
 from rsgan_hub.augment import diff_augment
 from rsgan_hub.losses import (bce_discriminator_loss, bce_generator_loss, hinge_discriminator_loss,
-                              hinge_generator_loss, l1_loss)
+                              hinge_generator_loss, l1_loss, ssim_loss)
 from rsgan_hub.training import LossLog, find_checkpoint, flag, list_checkpoints, parse_config, save_config
 
 
@@ -34,6 +34,33 @@ def test_hinge_and_l1():
     assert hinge_discriminator_loss(real, fake).item() == pytest.approx((0 + 0.5) / 2 + (0 + 1) / 2)
     assert hinge_generator_loss(fake).item() == pytest.approx(1.0)
     assert l1_loss(torch.ones(2, 3), torch.zeros(2, 3)).item() == 1.0
+
+
+def test_ssim_loss_is_the_evaluated_ssim_and_learns_structure():
+    from rsgan_hub.evaluation.translation import SatelliteScores
+
+    torch.manual_seed(0)
+    target = torch.rand(2, 3, 32, 32) * 2 - 1
+    assert ssim_loss(target, target).item() == pytest.approx(0.0, abs=1e-5)
+    # the same SSIM `rsgan evaluate` reports on 8-bit tiles
+    noisy = (target + 0.3 * torch.randn_like(target)).clamp(-1, 1)
+    scores = SatelliteScores()
+    scores.update(((noisy + 1) * 127.5).round(), ((target + 1) * 127.5).round())
+    assert 1 - ssim_loss(noisy, target).item() == pytest.approx(scores.compute()["ssim"], abs=2e-3)
+    # a flat image at the target's mean has the L1-optimal colour but no structure: SSIM says so
+    flat = torch.full_like(target, target.mean().item())
+    assert ssim_loss(flat, target).item() > 0.9
+    # fp32 inside bf16 autocast, and gradient descent on it raises the SSIM
+    prediction = flat.clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([prediction], lr=0.05)
+    for _ in range(30):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = ssim_loss(prediction, target)
+        assert loss.dtype == torch.float32
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert ssim_loss(prediction, target).item() < 0.5
 
 
 def test_diff_augment_is_random_per_image_and_differentiable():

@@ -32,7 +32,7 @@ from rsgan_hub.evaluation.classify import to_uint8
 from rsgan_hub.evaluation.translation import (BACKGROUND, IGNORED, LEGEND_OUTLINES, LEGEND_PALETTE, PREDICTED_CLASSES,
                                               describe_class_weights, legend_class_weights, legend_classes)
 from rsgan_hub.losses import (bce_discriminator_loss, bce_generator_loss, hinge_discriminator_loss,
-                              hinge_generator_loss, l1_loss, soft_dice_loss)
+                              hinge_generator_loss, l1_loss, soft_dice_loss, ssim_loss)
 from rsgan_hub.models import PatchDiscriminator, Pix2PixGenerator
 from rsgan_hub.models.fast import training_layers
 from rsgan_hub.models.pix2pix import UPSAMPLE_MODES
@@ -68,6 +68,8 @@ class TrainConfig(RunFlags):
     # objective and optimisation
     loss: str = flag("bce", "bce (the paper's) or hinge", choices=["bce", "hinge"])
     lambda_l1: float = flag(100.0, "weight of the L1 term in G's loss (RGB output)", minimum=0)
+    lambda_ssim: float = flag(0.0, "weight of a 1 - SSIM term in G's loss (RGB output; the SSIM `rsgan evaluate` "
+                                   "reports, rewarding local structure where L1 rewards the median)", minimum=0)
     lambda_ce: float = flag(10.0, "weight of the cross-entropy term in G's loss (--legend)", minimum=0)
     lambda_dice: float = flag(0.0, "weight of a soft Dice term on the class probabilities in G's loss (--legend; "
                                    "each present class counts equally, thin roads as much as background)", minimum=0)
@@ -130,6 +132,8 @@ def main(config: TrainConfig) -> None:
     if config.lambda_dice and not config.legend:
         raise SystemExit("error: --lambda_dice weighs a loss on the legend classes: it needs --legend "
                          "(or an --init_from legend release)")
+    if config.lambda_ssim and config.legend:
+        raise SystemExit("error: --lambda_ssim weighs a loss on RGB output: a --legend model predicts classes")
     if config.logit_adjustment and not (config.legend and config.class_weighting == "sqrt"):
         raise SystemExit("error: --logit_adjustment takes back the legend's class weights: it needs --legend "
                          "and --class_weighting sqrt")
@@ -272,6 +276,9 @@ def main(config: TrainConfig) -> None:
             else:
                 loss_rec = l1_loss(fake, target)
                 loss_g = config.lambda_gan * loss_g_gan + config.lambda_l1 * loss_rec
+                if config.lambda_ssim:
+                    loss_ssim = ssim_loss(fake, target)
+                    loss_g = loss_g + config.lambda_ssim * loss_ssim
             accelerator.backward(loss_g)
             optimizer_g.step()
             optimizer_g.zero_grad()
@@ -283,7 +290,8 @@ def main(config: TrainConfig) -> None:
         if ema is not None:
             ema.step(accelerator.unwrap_model(generator).parameters())
         logs = {"loss_d": loss_d, "loss_g_gan": loss_g_gan, "loss_ce" if config.legend else "loss_l1": loss_rec,
-                "lr": schedulers[0].get_last_lr()[0], **({"loss_dice": loss_dice} if config.lambda_dice else {})}
+                "lr": schedulers[0].get_last_lr()[0], **({"loss_dice": loss_dice} if config.lambda_dice else {}),
+                **({"loss_ssim": loss_ssim} if config.lambda_ssim else {})}
         if run.end_step(logs, lambda path: sample_grid(release_generator(), path), release_generator):
             break  # logs, checkpoints, samples and snapshots are written when due; the time budget ran out
     run.finish()
