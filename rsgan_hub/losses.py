@@ -93,7 +93,7 @@ def ssim_loss(prediction: torch.Tensor, target: torch.Tensor, window: int = 11, 
         k = maps.shape[1]
         maps = F.conv2d(maps, gaussian.view(1, 1, 1, window).expand(k, 1, 1, window), groups=k)
         maps = F.conv2d(maps, gaussian.view(1, 1, window, 1).expand(k, 1, window, 1), groups=k)
-        mean_x, mean_y, mean_xx, mean_yy, mean_xy = maps.split(channels, dim=1)  # (B, C, H - 10, W - 10)
+        mean_x, mean_y, mean_xx, mean_yy, mean_xy = maps.split(channels, dim=1)  # (B, C, H - window + 1, ...)
         c1, c2 = 0.01 ** 2, 0.03 ** 2  # the usual constants for a data range of 1
         variance_x, variance_y = mean_xx - mean_x.square(), mean_yy - mean_y.square()
         covariance = mean_xy - mean_x * mean_y

@@ -15,6 +15,9 @@ with L1, which on a near-white map style finds the background everywhere. Text a
 out of the loss (no translator can know them); `--lambda_dice` adds a soft Dice term, which counts a
 thin class as much as a wide one. The PatchGAN sees maps drawn in the palette: the
 generator's class probabilities rendered, against the real map's classes rendered.
+
+`--lambda_ssim` (RGB output) adds 1 - SSIM to the L1 term (Zhao et al. 2017), the SSIM `rsgan evaluate`
+reports; `--lambda_gan` below 1 moves weight from texture to the pixel scores.
 """
 
 from __future__ import annotations
